@@ -1,0 +1,1 @@
+//! The PostCreateHook engine and built-in hook actions.

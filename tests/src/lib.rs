@@ -1,0 +1,65 @@
+//! Support for kflex's end-to-end tests: where the test services and the built binary are.
+//!
+//! `scripts/test` starts a PostgreSQL and an etcd of its own and exports their addresses;
+//! tests read them here and fail with a clear message when they are missing, so a test
+//! that needs a real service can never pass without one.
+
+use std::path::PathBuf;
+
+/// Environment variable holding the test PostgreSQL server's URL (set by `scripts/test`).
+pub const POSTGRES_URL_ENV: &str = "KFLEX_TEST_POSTGRES_URL";
+/// Environment variable holding the test etcd's client endpoints, comma separated.
+pub const ETCD_ENDPOINTS_ENV: &str = "KFLEX_TEST_ETCD_ENDPOINTS";
+/// Environment variable naming the `etcd` binary that tests may spawn themselves.
+pub const ETCD_BIN_ENV: &str = "KFLEX_ETCD_BIN";
+
+fn required_env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => value,
+        _ => panic!(
+            "{name} is not set: run the tests through `scripts/test`, which starts \
+             PostgreSQL and etcd and exports their addresses"
+        ),
+    }
+}
+
+/// URL of the PostgreSQL server started for this test run.
+pub fn postgres_url() -> String {
+    required_env(POSTGRES_URL_ENV)
+}
+
+/// Client endpoints of the etcd started for this test run.
+pub fn etcd_endpoints() -> Vec<String> {
+    required_env(ETCD_ENDPOINTS_ENV)
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Path of the `etcd` binary (`KFLEX_ETCD_BIN`, else `etcd` from PATH).
+pub fn etcd_bin() -> PathBuf {
+    std::env::var_os(ETCD_BIN_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("etcd"))
+}
+
+/// Path of the built `kflex` binary: `KFLEX_BIN`, else next to the test executable's
+/// target directory (cargo and nextest build workspace binaries before running tests).
+pub fn kflex_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("KFLEX_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test-binary>
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable lives in target/<profile>/deps");
+    let bin = profile_dir.join(format!("kflex{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} does not exist: build the workspace first (`cargo build`)",
+        bin.display()
+    );
+    bin
+}

@@ -1,0 +1,4 @@
+//! The end-to-end test binary: one binary, one module per area, to keep link times low.
+
+mod cli;
+mod services;
