@@ -127,6 +127,7 @@ kflex_services_start() {
     --listen-peer-urls "http://127.0.0.1:$peer_port" \
     --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
     --initial-cluster "kflex-test=http://127.0.0.1:$peer_port" \
+    --max-request-bytes=3145728 \
     >"$KFLEX_SERVICES_DIR/etcd.log" 2>&1 &
   KFLEX_ETCD_PID=$!
   kflex_wait_etcd_healthy "$client_port"
