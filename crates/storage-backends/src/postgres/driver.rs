@@ -23,10 +23,19 @@ const COLUMNS: &str = "kv.id, kv.name, kv.created, kv.deleted, kv.create_revisio
 /// Creates the store's schema and tables if missing. Run inside a transaction holding
 /// [`DDL_LOCK`].
 pub(super) async fn create_tables(conn: &mut PgConnection, schema: &str) -> Result<()> {
+    let context = || format!("create tables in schema {schema}");
+    // `CREATE SCHEMA IF NOT EXISTS` needs the right to create schemas even when the schema
+    // exists, which a role given only a schema of its own lacks.
+    let schema_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(failed(context()))?;
     let s = quote(schema);
     let statements = [
-        format!("CREATE SCHEMA IF NOT EXISTS {s}"),
-        format!(
+        (!schema_exists).then(|| format!("CREATE SCHEMA {s}")),
+        Some(format!(
             "CREATE TABLE IF NOT EXISTS {s}.kv (
                 id BIGINT PRIMARY KEY,
                 name BYTEA NOT NULL,
@@ -37,23 +46,27 @@ pub(super) async fn create_tables(conn: &mut PgConnection, schema: &str) -> Resu
                 lease BIGINT NOT NULL,
                 value BYTEA NOT NULL,
                 old_value BYTEA NOT NULL)"
-        ),
-        format!("CREATE INDEX IF NOT EXISTS kv_name_id ON {s}.kv (name, id)"),
-        format!("CREATE INDEX IF NOT EXISTS kv_prev_revision ON {s}.kv (prev_revision)"),
-        format!("CREATE UNIQUE INDEX IF NOT EXISTS kv_name_prev_revision ON {s}.kv (name, prev_revision)"),
-        format!(
+        )),
+        Some(format!("CREATE INDEX IF NOT EXISTS kv_name_id ON {s}.kv (name, id)")),
+        Some(format!("CREATE INDEX IF NOT EXISTS kv_prev_revision ON {s}.kv (prev_revision)")),
+        Some(format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS kv_name_prev_revision ON {s}.kv (name, prev_revision)"
+        )),
+        Some(format!(
             "CREATE TABLE IF NOT EXISTS {s}.meta (
                 id INTEGER PRIMARY KEY CHECK (id = 1),
                 schema_version INTEGER NOT NULL,
                 compact_rev BIGINT NOT NULL)"
-        ),
-        format!("INSERT INTO {s}.meta (id, schema_version, compact_rev) VALUES (1, 1, 0) ON CONFLICT (id) DO NOTHING"),
+        )),
+        Some(format!(
+            "INSERT INTO {s}.meta (id, schema_version, compact_rev) VALUES (1, 1, 0) ON CONFLICT (id) DO NOTHING"
+        )),
     ];
-    for statement in statements {
+    for statement in statements.into_iter().flatten() {
         sqlx::query(&statement)
             .execute(&mut *conn)
             .await
-            .map_err(failed(format!("create tables in schema {schema}")))?;
+            .map_err(failed(context()))?;
     }
     Ok(())
 }

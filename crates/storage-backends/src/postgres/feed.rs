@@ -17,9 +17,9 @@ use tokio::task::JoinHandle;
 
 /// Rows read per query when a store catches up.
 const PAGE: i64 = 1000;
-/// Longest wait between retries of a failed read or a lost listener connection.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// First and longest wait between attempts to reconnect the listener.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The process's listener and the stores it feeds. Dropping it stops the listener.
 pub(super) struct Feed {
@@ -258,7 +258,6 @@ impl Entry {
     /// Reads and publishes new rows until nothing new arrived meanwhile; one at a time
     /// per store, so a slow store delays only its own watchers.
     async fn work(self: Arc<Self>) {
-        let mut backoff = FIRST_BACKOFF;
         loop {
             let last = {
                 let mut state = self.state();
@@ -270,21 +269,21 @@ impl Entry {
                 state.dirty = false;
                 state.last
             };
-            match self.publish_after(last).await {
-                Ok(newest) => {
-                    backoff = FIRST_BACKOFF;
-                    let mut state = self.state();
-                    state.last = state.last.max(newest);
-                    if !state.dirty {
-                        state.working = false;
-                        return;
-                    }
-                }
+            let read = self.publish_after(last).await;
+            let mut state = self.state();
+            match read {
+                Ok(newest) => state.last = state.last.max(newest),
                 Err(err) => {
-                    tracing::warn!(backend = BACKEND, schema = self.driver.schema(), error = %err, "feeding watchers failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    // Watchers read the table themselves instead, and end with the error
+                    // if it persists; the feed carries on from `last` at the next commit.
+                    tracing::warn!(backend = BACKEND, schema = self.driver.schema(), error = %err, "feeding watchers failed; they re-read the table");
+                    self.hub.resync();
+                    state.dirty = false;
                 }
+            }
+            if !state.dirty {
+                state.working = false;
+                return;
             }
         }
     }

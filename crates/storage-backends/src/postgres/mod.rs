@@ -189,7 +189,8 @@ fn check_schema(schema: &str) -> Result<()> {
 }
 
 /// A store on a PostgreSQL server: kine's table in a schema of its own. Watches see the
-/// writes of every process using the store.
+/// writes of every process using the store. Opening a store twice gives two independent
+/// handles (each its own writer and watch fan-out) that see each other's writes.
 pub struct PostgresStore(LogStore<PgDriver>, Subscription);
 
 delegate_store!(PostgresStore);

@@ -240,6 +240,30 @@ async fn postgres_open_schema_uses_a_given_schema_outside_the_catalog() {
         .execute(&mut admin)
         .await
         .unwrap();
+
+    // A role that owns a schema made for it, but may not create schemas, can use it.
+    let role = unique("owner");
+    for statement in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("CREATE SCHEMA {role} AUTHORIZATION {role}"),
+    ] {
+        sqlx::query(&statement).execute(&mut admin).await.unwrap();
+    }
+    let owner = PostgresServer::connect(
+        &url_replacing(Some(&role), None),
+        PostgresOptions::default(),
+    )
+    .await
+    .unwrap();
+    let store = owner.open_schema(&role).await.unwrap();
+    store.create(b"/mine", v("yes"), None).await.unwrap();
+    drop((store, owner));
+    for statement in [
+        format!("DROP SCHEMA {role} CASCADE"),
+        format!("DROP ROLE {role}"),
+    ] {
+        sqlx::query(&statement).execute(&mut admin).await.unwrap();
+    }
 }
 
 /// The name libtest knows this module's `test` function by (`<module path>::<test>`).
@@ -421,9 +445,9 @@ async fn postgres_idle_stores_run_no_queries() {
         }
         opened
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
     let mut admin = admin().await;
+    quiet(&mut admin, &application).await;
     let before = connections(&mut admin, &application).await;
     assert!(
         before.len() <= options.max_connections as usize + 1,
