@@ -1,18 +1,20 @@
 //! The embedded default backend: one SQLite file per store, in WAL mode, kine's table.
 //!
-//! One writer task per store commits batches in `BEGIN IMMEDIATE` transactions; readers
-//! use a small pool of their own connections, which WAL lets run beside the writer. A
-//! lock file keeps a second process from opening the same store.
+//! One writer task per store appends each batch in one `INSERT` (one commit); readers use
+//! a small pool of their own connections, which WAL lets run beside the writer. A lock
+//! file keeps a second process from opening the same store, so this process is the only
+//! writer and keeps the store's revisions in memory: reads cost one query.
 
 use crate::error::{Result, StoreError};
 use crate::kv::Revision;
 use crate::log::{
-    delegate_store, KeyRange, LogDriver, LogOptions, LogStore, LogTx, Revisions, Row,
+    delegate_store, Appended, KeyRange, LogDriver, LogOptions, LogStore, Revisions, Row,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::SqlitePool;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 const BACKEND: &str = "sqlite";
@@ -69,7 +71,17 @@ impl SqliteStore {
                 StoreError::unavailable(BACKEND, format!("create schema in {}", path.display()), e)
             })?;
         }
-        let driver = SqliteDriver { pool, lock };
+        let (current, compacted): (i64, i64) = sqlx::query_as(REVISIONS_SQL)
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| {
+                StoreError::unavailable(BACKEND, format!("read revisions of {}", path.display()), e)
+            })?;
+        let driver = SqliteDriver {
+            pool,
+            lock,
+            revisions: Mutex::new(Revisions { current, compacted }),
+        };
         Ok(SqliteStore(
             LogStore::start(driver, options.log, true).await?,
         ))
@@ -169,6 +181,27 @@ pub(crate) struct SqliteDriver {
     pool: SqlitePool,
     /// Held (locked) while the store is open.
     lock: File,
+    /// The store's revisions: this process is its only writer. Updated after a commit,
+    /// and before compaction deletes rows.
+    revisions: Mutex<Revisions>,
+}
+
+impl SqliteDriver {
+    fn cached(&self) -> Revisions {
+        *self
+            .revisions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Revisions)) {
+        change(
+            &mut self
+                .revisions
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+    }
 }
 
 fn failed(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -197,31 +230,65 @@ fn latest_rows_sql(range: &KeyRange) -> String {
 impl LogDriver for SqliteDriver {
     const BACKEND: &'static str = BACKEND;
 
-    async fn begin(&self) -> Result<Box<dyn LogTx>> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+    async fn prepare(&self, keys: &[&[u8]]) -> Result<(Revision, Vec<Row>)> {
+        let placeholders = vec!["?"; keys.len()].join(", ");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM kv WHERE kv.id IN (SELECT MAX(id) FROM kv WHERE name IN ({placeholders}) GROUP BY name)"
+        );
+        let mut query = sqlx::query_as(&sql);
+        for key in keys {
+            query = query.bind(*key);
+        }
+        let rows = query
+            .fetch_all(&self.pool)
             .await
-            .map_err(failed("begin write"))?;
-        let current = current_revision(&mut tx).await?;
-        Ok(Box::new(SqliteTx { tx, current }))
+            .map_err(failed("read keys"))?;
+        Ok((self.cached().current, rows))
+    }
+
+    async fn append(&self, rows: &[Row]) -> Result<Appended> {
+        let Some(newest) = rows.last().map(|row| row.id) else {
+            return Ok(Appended::Committed);
+        };
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO kv (id, name, created, deleted, create_revision, prev_revision, lease, value, old_value) VALUES {values}"
+        );
+        let mut query = sqlx::query(&sql);
+        for row in rows {
+            query = query
+                .bind(row.id)
+                .bind(&row.name)
+                .bind(row.created)
+                .bind(row.deleted)
+                .bind(row.create_revision)
+                .bind(row.prev_revision)
+                .bind(row.lease)
+                .bind(&row.value)
+                .bind(&row.old_value);
+        }
+        query.execute(&self.pool).await.map_err(failed("write"))?;
+        self.update(|revisions| revisions.current = revisions.current.max(newest));
+        Ok(Appended::Committed)
     }
 
     async fn revisions(&self) -> Result<Revisions> {
-        let (current, compacted): (i64, i64) = sqlx::query_as(REVISIONS_SQL)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(failed("read revisions"))?;
-        Ok(Revisions { current, compacted })
+        Ok(self.cached())
     }
 
-    async fn get(&self, key: &[u8], at: Revision) -> Result<Option<Row>> {
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM kv WHERE kv.name = ?1 AND kv.id <= ?2 ORDER BY kv.id DESC LIMIT 1"))
-            .bind(key)
-            .bind(at)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(failed("get"))
+    async fn get(&self, key: &[u8], at: Option<Revision>) -> Result<(Option<Row>, Revisions)> {
+        let current = self.cached().current;
+        let row = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM kv WHERE kv.name = ?1 AND kv.id <= ?2 ORDER BY kv.id DESC LIMIT 1"
+        ))
+        .bind(key)
+        .bind(at.unwrap_or(current))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed("get"))?;
+        // Compaction records itself here before deleting rows: read it after the row.
+        let compacted = self.cached().compacted;
+        Ok((row, Revisions { current, compacted }))
     }
 
     async fn range(&self, range: &KeyRange, at: Revision, limit: Option<i64>) -> Result<Vec<Row>> {
@@ -275,6 +342,7 @@ impl LogDriver for SqliteDriver {
             .execute(&self.pool)
             .await
             .map_err(failed("compact"))?;
+        self.update(|revisions| revisions.compacted = revisions.compacted.max(target));
         let mut low = from;
         while low < target {
             let high = (low + COMPACT_STEP).min(target);
@@ -308,57 +376,3 @@ impl LogDriver for SqliteDriver {
 const COMPACT_STEP: i64 = 1000;
 
 const REVISIONS_SQL: &str = "SELECT MAX(COALESCE((SELECT MAX(id) FROM kv), 0), compact_rev), compact_rev FROM meta WHERE id = 1";
-
-async fn current_revision(conn: &mut sqlx::SqliteConnection) -> Result<Revision> {
-    let (current, _): (i64, i64) = sqlx::query_as(REVISIONS_SQL)
-        .fetch_one(conn)
-        .await
-        .map_err(failed("read revisions"))?;
-    Ok(current)
-}
-
-struct SqliteTx {
-    tx: Transaction<'static, Sqlite>,
-    current: Revision,
-}
-
-#[async_trait::async_trait]
-impl LogTx for SqliteTx {
-    fn current(&self) -> Revision {
-        self.current
-    }
-
-    async fn latest(&mut self, key: &[u8]) -> Result<Option<Row>> {
-        sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM kv WHERE kv.name = ?1 ORDER BY kv.id DESC LIMIT 1"
-        ))
-        .bind(key)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(failed("read key"))
-    }
-
-    async fn insert(&mut self, row: &Row) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO kv (id, name, created, deleted, create_revision, prev_revision, lease, value, old_value) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )
-        .bind(row.id)
-        .bind(&row.name)
-        .bind(row.created)
-        .bind(row.deleted)
-        .bind(row.create_revision)
-        .bind(row.prev_revision)
-        .bind(row.lease)
-        .bind(&row.value)
-        .bind(&row.old_value)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(failed("write"))?;
-        Ok(())
-    }
-
-    async fn commit(self: Box<Self>, _newest: Revision) -> Result<()> {
-        self.tx.commit().await.map_err(failed("commit"))
-    }
-}

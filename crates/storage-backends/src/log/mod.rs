@@ -68,18 +68,14 @@ pub(crate) struct Revisions {
     pub compacted: Revision,
 }
 
-/// One write transaction of a driver. Reads inside it see its own earlier inserts.
-#[async_trait::async_trait]
-pub(crate) trait LogTx: Send {
-    /// The store's newest revision as seen inside this transaction (after taking the
-    /// store's write lock, where the backend has one).
-    fn current(&self) -> Revision;
-    /// The newest row of `key` (possibly a tombstone).
-    async fn latest(&mut self, key: &[u8]) -> Result<Option<Row>>;
-    /// Appends a row.
-    async fn insert(&mut self, row: &Row) -> Result<()>;
-    /// Commits; `newest` is the last revision the transaction wrote.
-    async fn commit(self: Box<Self>, newest: Revision) -> Result<()>;
+/// What became of an [`LogDriver::append`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Appended {
+    /// The rows are committed.
+    Committed,
+    /// Another writer (another process) appended first; nothing was written. The batch is
+    /// evaluated again against the new state.
+    Raced,
 }
 
 /// The SQL a backend runs for a [`LogStore`].
@@ -87,12 +83,19 @@ pub(crate) trait LogTx: Send {
 pub(crate) trait LogDriver: Send + Sync + 'static {
     /// The backend's name in errors and logs.
     const BACKEND: &'static str;
-    /// Starts a write transaction holding the store's write lock.
-    async fn begin(&self) -> Result<Box<dyn LogTx>>;
+    /// The newest revision, and the newest row (possibly a tombstone) of each of `keys`
+    /// that has one: the state a batch of writes is evaluated against.
+    async fn prepare(&self, keys: &[&[u8]]) -> Result<(Revision, Vec<Row>)>;
+    /// Appends `rows`, whose ids follow the revision `prepare` returned without a gap, in
+    /// one atomic statement (one commit, one notification). Returns `Raced` when another
+    /// writer appended since `prepare`, which the unique row id reveals.
+    async fn append(&self, rows: &[Row]) -> Result<Appended>;
     /// The current and compacted revisions.
     async fn revisions(&self) -> Result<Revisions>;
-    /// The newest row of `key` with id at or below `at` (possibly a tombstone).
-    async fn get(&self, key: &[u8], at: Revision) -> Result<Option<Row>>;
+    /// The newest row of `key` with id at or below `at` (the current revision when `None`),
+    /// possibly a tombstone, and the revisions as of that read: `current` from before it,
+    /// `compacted` from no earlier than it, so a read that compaction overtook is caught.
+    async fn get(&self, key: &[u8], at: Option<Revision>) -> Result<(Option<Row>, Revisions)>;
     /// Up to `limit` live keys of `range` at revision `at`, in key order (newest row each).
     async fn range(&self, range: &KeyRange, at: Revision, limit: Option<i64>) -> Result<Vec<Row>>;
     /// How many live keys `range` holds at revision `at`.
@@ -154,22 +157,7 @@ impl<D: LogDriver> LogStore<D> {
     /// [`Self::still_readable`] (it is older than the current revision).
     async fn read_revision(&self, requested: Option<Revision>) -> Result<(Revision, bool)> {
         let revs = self.driver.revisions().await?;
-        let at = match requested {
-            None | Some(0) => revs.current,
-            Some(r) if r > revs.current => {
-                return Err(StoreError::FutureRevision {
-                    requested: r,
-                    current: revs.current,
-                })
-            }
-            Some(r) if r < revs.compacted => {
-                return Err(StoreError::Compacted {
-                    requested: r,
-                    compacted: revs.compacted,
-                })
-            }
-            Some(r) => r,
-        };
+        let at = check_revision(requested.filter(|r| *r != 0), revs)?;
         Ok((at, at < revs.current))
     }
 
@@ -205,9 +193,9 @@ impl<D: LogDriver> Store for LogStore<D> {
         key: &[u8],
         revision: Option<Revision>,
     ) -> Result<(Option<KeyValue>, Revision)> {
-        let (at, recheck) = self.read_revision(revision).await?;
-        let row = self.driver.get(key, at).await?;
-        self.still_readable(at, recheck).await?;
+        let requested = revision.filter(|r| *r != 0);
+        let (row, revs) = self.driver.get(key, requested).await?;
+        let at = check_revision(requested, revs)?;
         Ok((row.filter(|r| !r.deleted).map(Row::into_kv), at))
     }
 
@@ -311,6 +299,22 @@ impl<D: LogDriver> Store for LogStore<D> {
             });
         }
         self.writes.compact(revision).await
+    }
+}
+
+/// The revision a read is made at: `requested` if history still holds it, else the current.
+fn check_revision(requested: Option<Revision>, revs: Revisions) -> Result<Revision> {
+    match requested {
+        None => Ok(revs.current),
+        Some(r) if r > revs.current => Err(StoreError::FutureRevision {
+            requested: r,
+            current: revs.current,
+        }),
+        Some(r) if r < revs.compacted => Err(StoreError::Compacted {
+            requested: r,
+            compacted: revs.compacted,
+        }),
+        Some(r) => Ok(r),
     }
 }
 

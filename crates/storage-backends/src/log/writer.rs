@@ -1,12 +1,13 @@
 //! The single writer of a log store: evaluates compare-and-swap writes against the newest
-//! rows and commits them in batches (group commit), so concurrent writers share one
-//! transaction, one fsync and one notification.
+//! rows and commits them in batches (group commit), so concurrent writers share two
+//! statements, one fsync and one notification.
 
 use super::ttl::{self, TtlHandle};
-use super::{rows_to_events, LogDriver, LogOptions, LogTx, Row, WatchHub};
+use super::{rows_to_events, Appended, LogDriver, LogOptions, Row, WatchHub};
 use crate::error::{Result, StoreError};
 use crate::kv::{ttl_seconds, KeyValue, Revision};
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -30,6 +31,31 @@ pub(crate) enum WriteOp {
         expected: Option<Revision>,
     },
 }
+
+impl WriteOp {
+    fn key(&self) -> &[u8] {
+        match self {
+            WriteOp::Create { key, .. }
+            | WriteOp::Update { key, .. }
+            | WriteOp::Delete { key, .. } => key,
+        }
+    }
+
+    /// The bytes the write adds to a batch.
+    fn size(&self) -> usize {
+        match self {
+            WriteOp::Create { key, value, .. } | WriteOp::Update { key, value, .. } => {
+                key.len() + value.len()
+            }
+            WriteOp::Delete { key, .. } => key.len(),
+        }
+    }
+}
+
+/// A batch stops growing past this many bytes of keys and values.
+const MAX_BATCH_BYTES: usize = 16 << 20;
+/// How often a batch is re-evaluated after losing a race to another process's writer.
+const MAX_RACES: usize = 1000;
 
 /// What a write returns: its revision, and the version a delete removed.
 type WriteResult = Result<(Revision, Option<KeyValue>)>;
@@ -122,9 +148,19 @@ impl<D: LogDriver> Writer<D> {
                 Command::Write(op, reply) => batch.push((op, reply)),
                 Command::Compact(revision, reply) => compaction = Some((revision, reply)),
             }
-            while compaction.is_none() && batch.len() < self.options.max_batch {
+            let mut bytes = batch
+                .iter()
+                .map(|(op, _): &(WriteOp, _)| op.size())
+                .sum::<usize>();
+            while compaction.is_none()
+                && batch.len() < self.options.max_batch
+                && bytes < MAX_BATCH_BYTES
+            {
                 match inbox.try_recv() {
-                    Ok(Command::Write(op, reply)) => batch.push((op, reply)),
+                    Ok(Command::Write(op, reply)) => {
+                        bytes += op.size();
+                        batch.push((op, reply));
+                    }
                     Ok(Command::Compact(revision, reply)) => compaction = Some((revision, reply)),
                     Err(_) => break,
                 }
@@ -140,42 +176,18 @@ impl<D: LogDriver> Writer<D> {
         }
     }
 
-    /// Applies a batch in one transaction and answers every write. Returns the newest
-    /// revision written, if the batch committed any row.
+    /// Applies a batch and answers every write. Returns the newest revision written, if
+    /// the batch wrote any row.
     async fn commit(
         &mut self,
         batch: &mut Vec<(WriteOp, oneshot::Sender<WriteResult>)>,
     ) -> Option<Revision> {
-        let mut results = Vec::with_capacity(batch.len());
-        let mut rows = Vec::new();
-        let outcome = async {
-            let mut tx = self.driver.begin().await?;
-            let mut revision = tx.current();
-            for (op, _) in batch.iter() {
-                match evaluate(tx.as_mut(), op, revision + 1).await? {
-                    Ok((row, removed)) => {
-                        tx.insert(&row).await?;
-                        revision = row.id;
-                        results.push(Ok((revision, removed)));
-                        rows.push(row);
-                    }
-                    Err(refused) => results.push(Err(refused)),
-                }
-            }
-            if !rows.is_empty() {
-                tx.commit(revision).await?;
-            }
-            Ok::<_, StoreError>(revision)
-        }
-        .await;
-        match outcome {
-            Ok(newest) => {
+        match self.append(batch).await {
+            Ok((results, rows)) => {
                 for ((_, reply), result) in batch.drain(..).zip(results) {
                     let _ = reply.send(result);
                 }
-                if rows.is_empty() {
-                    return None;
-                }
+                let newest = rows.last()?.id;
                 for row in rows.iter().filter(|r| r.lease > 0 && !r.deleted) {
                     self.ttl.expire(row.name.clone(), row.id, row.lease);
                 }
@@ -196,6 +208,29 @@ impl<D: LogDriver> Writer<D> {
                 None
             }
         }
+    }
+
+    /// Evaluates the batch against the store's state and appends the rows it writes,
+    /// again from the start whenever another process's writer got there first.
+    async fn append(
+        &self,
+        batch: &[(WriteOp, oneshot::Sender<WriteResult>)],
+    ) -> Result<(Vec<WriteResult>, Vec<Row>)> {
+        let mut keys: Vec<&[u8]> = batch.iter().map(|(op, _)| op.key()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for _ in 0..MAX_RACES {
+            let (base, newest) = self.driver.prepare(&keys).await?;
+            let (results, rows) = evaluate(batch.iter().map(|(op, _)| op), base, newest);
+            if rows.is_empty() || self.driver.append(&rows).await? == Appended::Committed {
+                return Ok((results, rows));
+            }
+        }
+        Err(StoreError::unavailable(
+            D::BACKEND,
+            "write",
+            format!("lost {MAX_RACES} races in a row to other writers of the store"),
+        ))
     }
 
     async fn compact(&mut self, revision: Revision) -> Result<()> {
@@ -220,22 +255,49 @@ impl<D: LogDriver> Writer<D> {
     }
 }
 
-/// Decides one write against the key's newest row. The outer error is a backend failure
-/// (the batch is abandoned); the inner one a refusal of this write alone.
-async fn evaluate(
-    tx: &mut dyn LogTx,
-    op: &WriteOp,
-    revision: Revision,
-) -> Result<Result<(Row, Option<KeyValue>)>> {
-    let key = match op {
-        WriteOp::Create { key, .. } | WriteOp::Update { key, .. } | WriteOp::Delete { key, .. } => {
-            key
+/// Decides a batch of writes in order, each against the newest row of its key (from the
+/// store, or written earlier in the batch). Returns each write's result and the rows to
+/// append, numbered from `base + 1`.
+fn evaluate<'a>(
+    ops: impl Iterator<Item = &'a WriteOp>,
+    base: Revision,
+    newest: Vec<Row>,
+) -> (Vec<WriteResult>, Vec<Row>) {
+    let stored: HashMap<Vec<u8>, Row> = newest
+        .into_iter()
+        .map(|row| (row.name.clone(), row))
+        .collect();
+    let mut written: HashMap<&[u8], usize> = HashMap::new();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut results = Vec::new();
+    for op in ops {
+        let latest = match written.get(op.key()) {
+            Some(&i) => Some(&rows[i]),
+            None => stored.get(op.key()),
+        };
+        match decide(op, latest, base + rows.len() as i64 + 1) {
+            Ok((row, removed)) => {
+                results.push(Ok((row.id, removed)));
+                written.insert(op.key(), rows.len());
+                rows.push(row);
+            }
+            Err(refused) => results.push(Err(refused)),
         }
-    };
-    let latest = tx.latest(key).await?;
-    let live = latest.as_ref().filter(|row| !row.deleted);
+    }
+    (results, rows)
+}
+
+/// Decides one write against the key's newest row: the row to append and the version a
+/// delete removes, or why the write is refused.
+fn decide(
+    op: &WriteOp,
+    latest: Option<&Row>,
+    revision: Revision,
+) -> Result<(Row, Option<KeyValue>)> {
+    let key = op.key();
+    let live = latest.filter(|row| !row.deleted);
     let lease = |ttl: &Option<Duration>| ttl.map_or(0, ttl_seconds);
-    Ok(match op {
+    match op {
         WriteOp::Create { value, ttl, .. } => match live {
             Some(row) => Err(StoreError::AlreadyExists {
                 current: Box::new(row.clone().into_kv()),
@@ -243,11 +305,11 @@ async fn evaluate(
             None => Ok((
                 Row {
                     id: revision,
-                    name: key.clone(),
+                    name: key.to_vec(),
                     created: true,
                     deleted: false,
                     create_revision: revision,
-                    prev_revision: latest.as_ref().map_or(0, |row| row.id),
+                    prev_revision: latest.map_or(0, |row| row.id),
                     lease: lease(ttl),
                     value: value.to_vec(),
                     old_value: Vec::new(),
@@ -264,7 +326,7 @@ async fn evaluate(
             Some(row) if row.id == *expected => Ok((
                 Row {
                     id: revision,
-                    name: key.clone(),
+                    name: key.to_vec(),
                     created: false,
                     deleted: false,
                     create_revision: row.create_revision,
@@ -280,10 +342,10 @@ async fn evaluate(
         WriteOp::Delete { expected, .. } => match (live, expected) {
             (Some(row), None) => Ok(tombstone(row, revision)),
             (Some(row), Some(expected)) if row.id == *expected => Ok(tombstone(row, revision)),
-            (None, None) => Err(StoreError::NotFound { key: key.clone() }),
+            (None, None) => Err(StoreError::NotFound { key: key.to_vec() }),
             (_, Some(expected)) => Err(conflict(key, *expected, live)),
         },
-    })
+    }
 }
 
 fn tombstone(row: &Row, revision: Revision) -> (Row, Option<KeyValue>) {

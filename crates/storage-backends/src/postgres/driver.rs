@@ -1,11 +1,14 @@
-//! The SQL of one store: kine's log table in the store's own schema, writes serialised
-//! across processes by a per-store advisory lock, commits announced with `pg_notify`.
+//! The SQL of one store: kine's log table in the store's own schema. A batch of writes is
+//! one `INSERT` statement (its own transaction) that also announces the commit with
+//! `pg_notify`. Writers in several processes need no lock: rows are numbered from the
+//! revision the writer read, so a writer that raced another hits the primary key and
+//! evaluates its batch again; hence revisions commit in order, without gaps.
 
 use super::{failed, BACKEND, CHANNEL};
 use crate::error::{Result, StoreError};
 use crate::kv::Revision;
-use crate::log::{KeyRange, LogDriver, LogTx, Revisions, Row};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use crate::log::{Appended, KeyRange, LogDriver, Revisions, Row};
+use sqlx::{FromRow, PgConnection, PgPool, Row as _};
 use std::sync::Arc;
 
 /// High half of every advisory-lock key kflex takes (`"kflx"`), so its locks stay apart
@@ -14,6 +17,17 @@ const LOCK_TAG: i64 = 0x6b66_6c78 << 32;
 /// The advisory lock that serialises kflex's DDL (catalog and store tables): concurrent
 /// `CREATE ... IF NOT EXISTS` of the same object can otherwise fail on a unique index.
 pub(super) const DDL_LOCK: i64 = LOCK_TAG;
+
+/// The row in a record from a `LEFT JOIN` onto the log table: `None` when it matched none.
+fn optional_row(record: &sqlx::postgres::PgRow) -> Result<Option<Row>, sqlx::Error> {
+    match record.try_get::<Option<i64>, _>("id")? {
+        Some(_) => Row::from_row(record).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// PostgreSQL's SQLSTATE for a unique-constraint violation: another writer took the id.
+const UNIQUE_VIOLATION: &str = "23505";
 
 /// Revisions compacted per delete statement.
 const COMPACT_STEP: i64 = 1000;
@@ -95,32 +109,28 @@ pub(crate) struct PgDriver {
     schema: Arc<str>,
     /// `schema`, quoted.
     quoted: Arc<str>,
-    /// The advisory lock held by the store's write transactions.
-    lock_key: i64,
 }
 
 impl PgDriver {
     /// The driver of the store in `schema`, whose tables must exist.
     pub(super) async fn open(pool: PgPool, schema: &str) -> Result<Self> {
-        let oid: Option<i64> =
-            sqlx::query_scalar("SELECT oid::bigint FROM pg_namespace WHERE nspname = $1")
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
                 .bind(schema)
-                .fetch_optional(&pool)
+                .fetch_one(&pool)
                 .await
                 .map_err(failed(format!("open schema {schema}")))?;
-        let oid = oid.ok_or_else(|| {
-            StoreError::unavailable(
+        if !exists {
+            return Err(StoreError::unavailable(
                 BACKEND,
                 format!("open schema {schema}"),
                 "the schema does not exist",
-            )
-        })?;
+            ));
+        }
         Ok(PgDriver {
             pool,
             schema: schema.into(),
             quoted: quote(schema).into(),
-            // Schema OIDs are unique in the database (advisory locks are per database).
-            lock_key: LOCK_TAG | oid,
         })
     }
 
@@ -131,7 +141,12 @@ impl PgDriver {
 
     fn revisions_sql(&self) -> String {
         let s = &self.quoted;
-        format!("SELECT GREATEST(COALESCE((SELECT MAX(id) FROM {s}.kv), 0), compact_rev), compact_rev FROM {s}.meta WHERE id = 1")
+        // `ORDER BY id DESC LIMIT 1` walks the primary key backwards whatever the
+        // statistics say; `MAX(id)` was seen to scan a whole index on a new table.
+        format!(
+            "SELECT GREATEST(COALESCE((SELECT id FROM {s}.kv ORDER BY id DESC LIMIT 1), 0), compact_rev) AS current, \
+             compact_rev AS compacted FROM {s}.meta WHERE id = 1"
+        )
     }
 
     /// The newest row at or below `$3` of every key in the range.
@@ -159,25 +174,73 @@ fn range_sql(range: &KeyRange) -> &'static str {
 impl LogDriver for PgDriver {
     const BACKEND: &'static str = BACKEND;
 
-    async fn begin(&self) -> Result<Box<dyn LogTx>> {
-        let mut tx = self.pool.begin().await.map_err(failed("begin write"))?;
-        // Writers of every process queue here, so revisions follow each other without gaps.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(self.lock_key)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed("lock the store for writing"))?;
-        // A new statement, so a new snapshot: it sees the previous lock holder's commit.
-        let (current, _): (i64, i64) = sqlx::query_as(&self.revisions_sql())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(failed("read revisions"))?;
-        Ok(Box::new(PgTx {
-            tx,
-            current,
-            schema: self.schema.clone(),
-            quoted: self.quoted.clone(),
-        }))
+    async fn prepare(&self, keys: &[&[u8]]) -> Result<(Revision, Vec<Row>)> {
+        let s = &self.quoted;
+        // One statement, one snapshot: the revision and the keys' newest rows. The LEFT
+        // JOIN yields the revision even when no key has a row.
+        let records = sqlx::query(&format!(
+            "SELECT r.current, {COLUMNS} FROM ({}) r LEFT JOIN LATERAL ( \
+               SELECT newest.* FROM UNNEST($1::bytea[]) AS k(name), \
+               LATERAL (SELECT * FROM {s}.kv h WHERE h.name = k.name ORDER BY h.id DESC LIMIT 1) newest) kv ON true",
+            self.revisions_sql()
+        ))
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("read keys"))?;
+        let mut current = 0;
+        let mut rows = Vec::with_capacity(records.len());
+        for record in &records {
+            current = record.try_get("current").map_err(failed("read keys"))?;
+            if record
+                .try_get::<Option<i64>, _>("id")
+                .map_err(failed("read keys"))?
+                .is_some()
+            {
+                rows.push(Row::from_row(record).map_err(failed("read keys"))?);
+            }
+        }
+        Ok((current, rows))
+    }
+
+    async fn append(&self, rows: &[Row]) -> Result<Appended> {
+        let Some(newest) = rows.last().map(|row| row.id) else {
+            return Ok(Appended::Committed);
+        };
+        let s = &self.quoted;
+        let column = |f: fn(&Row) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+        let flag = |f: fn(&Row) -> bool| rows.iter().map(f).collect::<Vec<bool>>();
+        let bytes = |f: fn(&Row) -> &[u8]| rows.iter().map(f).collect::<Vec<&[u8]>>();
+        // A data-modifying WITH runs to completion whatever the outer query reads; the
+        // notification is delivered when the statement's transaction commits.
+        let outcome = sqlx::query(&format!(
+            "WITH appended AS ( \
+               INSERT INTO {s}.kv (id, name, created, deleted, create_revision, prev_revision, lease, value, old_value) \
+               SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::boolean[], $4::boolean[], $5::bigint[], \
+                                    $6::bigint[], $7::bigint[], $8::bytea[], $9::bytea[]) \
+               RETURNING id) \
+             SELECT pg_notify($10, $11) FROM (SELECT COUNT(*) FROM appended) n"
+        ))
+        .bind(column(|r| r.id))
+        .bind(bytes(|r| &r.name))
+        .bind(flag(|r| r.created))
+        .bind(flag(|r| r.deleted))
+        .bind(column(|r| r.create_revision))
+        .bind(column(|r| r.prev_revision))
+        .bind(column(|r| r.lease))
+        .bind(bytes(|r| &r.value))
+        .bind(bytes(|r| &r.old_value))
+        .bind(CHANNEL)
+        .bind(format!("{}:{newest}", self.schema))
+        .execute(&self.pool)
+        .await;
+        match outcome {
+            Ok(_) => Ok(Appended::Committed),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNIQUE_VIOLATION) => {
+                Ok(Appended::Raced)
+            }
+            Err(e) => Err(failed("write")(e)),
+        }
     }
 
     async fn revisions(&self) -> Result<Revisions> {
@@ -188,16 +251,25 @@ impl LogDriver for PgDriver {
         Ok(Revisions { current, compacted })
     }
 
-    async fn get(&self, key: &[u8], at: Revision) -> Result<Option<Row>> {
+    async fn get(&self, key: &[u8], at: Option<Revision>) -> Result<(Option<Row>, Revisions)> {
         let s = &self.quoted;
-        sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM {s}.kv kv WHERE kv.name = $1 AND kv.id <= $2 ORDER BY kv.id DESC LIMIT 1"
+        // One statement, one snapshot: the revisions and the row.
+        let record = sqlx::query(&format!(
+            "SELECT r.current, r.compacted, {COLUMNS} FROM ({}) r LEFT JOIN LATERAL ( \
+               SELECT * FROM {s}.kv h WHERE h.name = $1 AND h.id <= COALESCE($2, r.current) \
+               ORDER BY h.id DESC LIMIT 1) kv ON true",
+            self.revisions_sql()
         ))
         .bind(key)
         .bind(at)
-        .fetch_optional(&self.pool)
+        .fetch_one(&self.pool)
         .await
-        .map_err(failed("get"))
+        .map_err(failed("get"))?;
+        let revisions = Revisions {
+            current: record.try_get("current").map_err(failed("get"))?,
+            compacted: record.try_get("compacted").map_err(failed("get"))?,
+        };
+        Ok((optional_row(&record).map_err(failed("get"))?, revisions))
     }
 
     async fn range(&self, range: &KeyRange, at: Revision, limit: Option<i64>) -> Result<Vec<Row>> {
@@ -286,63 +358,5 @@ impl LogDriver for PgDriver {
         .fetch_all(&self.pool)
         .await
         .map_err(failed("read keys with a time-to-live"))
-    }
-}
-
-/// A write transaction, holding the store's advisory lock until it ends.
-struct PgTx {
-    tx: Transaction<'static, Postgres>,
-    current: Revision,
-    schema: Arc<str>,
-    quoted: Arc<str>,
-}
-
-#[async_trait::async_trait]
-impl LogTx for PgTx {
-    fn current(&self) -> Revision {
-        self.current
-    }
-
-    async fn latest(&mut self, key: &[u8]) -> Result<Option<Row>> {
-        let s = &self.quoted;
-        sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM {s}.kv kv WHERE kv.name = $1 ORDER BY kv.id DESC LIMIT 1"
-        ))
-        .bind(key)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(failed("read key"))
-    }
-
-    async fn insert(&mut self, row: &Row) -> Result<()> {
-        let s = &self.quoted;
-        sqlx::query(&format!(
-            "INSERT INTO {s}.kv (id, name, created, deleted, create_revision, prev_revision, lease, value, old_value) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        ))
-        .bind(row.id)
-        .bind(&row.name)
-        .bind(row.created)
-        .bind(row.deleted)
-        .bind(row.create_revision)
-        .bind(row.prev_revision)
-        .bind(row.lease)
-        .bind(&row.value)
-        .bind(&row.old_value)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(failed("write"))?;
-        Ok(())
-    }
-
-    async fn commit(mut self: Box<Self>, newest: Revision) -> Result<()> {
-        // Delivered to every listener at commit, in commit order.
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(format!("{}:{newest}", self.schema))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(failed("notify"))?;
-        self.tx.commit().await.map_err(failed("commit"))
     }
 }
