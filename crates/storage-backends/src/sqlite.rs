@@ -63,6 +63,8 @@ impl SqliteStore {
             .min_connections(0)
             .max_connections(4)
             .idle_timeout(Duration::from_secs(60))
+            // The connections are in-process: nothing to test before a statement.
+            .test_before_acquire(false)
             .connect_with(connect)
             .await
             .map_err(|e| StoreError::unavailable(BACKEND, format!("open {}", path.display()), e))?;
@@ -330,9 +332,7 @@ impl LogDriver for SqliteDriver {
         .map_err(failed("read history"))
     }
 
-    async fn compact(&self, target: Revision) -> Result<()> {
-        // Record the compaction first, so readers of older revisions fail rather than
-        // see rows half deleted; then delete in bounded steps.
+    async fn record_compaction(&self, target: Revision) -> Result<Revision> {
         let from: i64 = sqlx::query_scalar("SELECT compact_rev FROM meta WHERE id = 1")
             .fetch_one(&self.pool)
             .await
@@ -343,21 +343,20 @@ impl LogDriver for SqliteDriver {
             .await
             .map_err(failed("compact"))?;
         self.update(|revisions| revisions.compacted = revisions.compacted.max(target));
-        let mut low = from;
-        while low < target {
-            let high = (low + COMPACT_STEP).min(target);
-            sqlx::query(
-                "DELETE FROM kv WHERE id IN ( \
-                   SELECT prev_revision FROM kv WHERE id > ?1 AND id <= ?2 AND prev_revision != 0 \
-                   UNION SELECT id FROM kv WHERE id > ?1 AND id <= ?2 AND deleted != 0)",
-            )
-            .bind(low)
-            .bind(high)
-            .execute(&self.pool)
-            .await
-            .map_err(failed("compact"))?;
-            low = high;
-        }
+        Ok(from)
+    }
+
+    async fn delete_superseded(&self, low: Revision, high: Revision) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM kv WHERE id IN ( \
+               SELECT prev_revision FROM kv WHERE id > ?1 AND id <= ?2 AND prev_revision != 0 \
+               UNION SELECT id FROM kv WHERE id > ?1 AND id <= ?2 AND deleted != 0)",
+        )
+        .bind(low)
+        .bind(high)
+        .execute(&self.pool)
+        .await
+        .map_err(failed("compact"))?;
         Ok(())
     }
 
@@ -371,8 +370,5 @@ impl LogDriver for SqliteDriver {
         .map_err(failed("read keys with a time-to-live"))
     }
 }
-
-/// Revisions compacted per delete statement.
-const COMPACT_STEP: i64 = 1000;
 
 const REVISIONS_SQL: &str = "SELECT MAX(COALESCE((SELECT MAX(id) FROM kv), 0), compact_rev), compact_rev FROM meta WHERE id = 1";

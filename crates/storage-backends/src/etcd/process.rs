@@ -19,6 +19,8 @@ const MAX_REQUEST_BYTES: u32 = 3 * 1024 * 1024;
 const LOG_TAIL_BYTES: u64 = 4096;
 /// How long each health check may take while etcd starts.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long an etcd left behind by an earlier kflex gets to stop before it is killed.
+const LEFTOVER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The pause between health checks while etcd starts.
 const HEALTH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -55,6 +57,44 @@ impl EtcdProcess {
 
     fn peer_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    /// Where the running etcd's pid is kept, so that an etcd left behind by a kflex that
+    /// was killed can be found and stopped before the same data directory is used again.
+    fn pid_file(&self) -> PathBuf {
+        self.log.with_file_name("etcd.pid")
+    }
+
+    /// Stops an etcd still running on this data directory from an earlier kflex process
+    /// (one that died without stopping it): the pid file names it, and its command line
+    /// must name this data directory, so an unrelated process that reused the pid is
+    /// left alone.
+    pub(crate) async fn stop_leftover(&self) {
+        let Ok(text) = std::fs::read_to_string(self.pid_file()) else {
+            return;
+        };
+        let Ok(pid) = text.trim().parse::<i32>() else {
+            return;
+        };
+        let ours = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            let data_dir = self.data_dir.as_os_str().as_encoded_bytes();
+            cmdline.split(|b| *b == 0).any(|arg| arg == data_dir)
+        });
+        if !ours {
+            return;
+        }
+        tracing::warn!(name = %self.name, pid, "stopping an etcd left running by an earlier kflex process");
+        // SAFETY: kill(2) with a pid we checked runs etcd on our data directory.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + LEFTOVER_STOP_TIMEOUT;
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            tokio::time::sleep(HEALTH_CHECK_INTERVAL).await;
+        }
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            tokio::time::sleep(HEALTH_CHECK_INTERVAL).await;
+        }
     }
 
     /// Starts the process; it is killed when the returned `Child` is dropped.
@@ -107,12 +147,18 @@ impl EtcdProcess {
                 command.env_remove(variable);
             }
         }
-        command.spawn().map_err(|error| {
+        let child = command.spawn().map_err(|error| {
             self.unavailable(
                 format_args!("cannot run the etcd binary {}", self.bin.display()),
                 error,
             )
-        })
+        })?;
+        if let Some(pid) = child.id() {
+            if let Err(error) = std::fs::write(self.pid_file(), pid.to_string()) {
+                tracing::warn!(name = %self.name, %error, "cannot record etcd's pid");
+            }
+        }
+        Ok(child)
     }
 
     /// Waits until the started `child` serves requests, for at most `timeout`.

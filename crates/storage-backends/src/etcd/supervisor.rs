@@ -116,6 +116,9 @@ impl EtcdSupervisor {
                 peer_port,
                 compaction_retention: config.auto_compaction_retention_revisions,
             };
+            if attempt == 1 {
+                process.stop_leftover().await;
+            }
             let mut child = process.spawn()?;
             match process.wait_healthy(&mut child, STARTUP_TIMEOUT).await {
                 Ok(()) => break (process, child),

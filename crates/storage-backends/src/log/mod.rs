@@ -102,8 +102,13 @@ pub(crate) trait LogDriver: Send + Sync + 'static {
     async fn count(&self, range: &KeyRange, at: Revision) -> Result<u64>;
     /// Up to `limit` rows of `range` with id above `after`, in id order.
     async fn history(&self, range: &KeyRange, after: Revision, limit: i64) -> Result<Vec<Row>>;
-    /// Deletes superseded rows and tombstones at or below `target`; records `target`.
-    async fn compact(&self, target: Revision) -> Result<()>;
+    /// Records that history up to `target` is compacted, before any row is deleted, so
+    /// readers of older revisions fail rather than see rows half deleted. Returns the
+    /// compaction revision recorded before.
+    async fn record_compaction(&self, target: Revision) -> Result<Revision>;
+    /// Deletes the rows superseded by rows with ids in `(low, high]`, and the tombstones
+    /// there.
+    async fn delete_superseded(&self, low: Revision, high: Revision) -> Result<()>;
     /// Live keys written with a time-to-live: `(key, mod_revision, ttl seconds)`.
     async fn expiring(&self) -> Result<Vec<(Vec<u8>, Revision, i64)>>;
 }

@@ -54,6 +54,8 @@ impl WriteOp {
 
 /// A batch stops growing past this many bytes of keys and values.
 const MAX_BATCH_BYTES: usize = 16 << 20;
+/// Revisions compacted per delete statement, so compaction never holds the writer long.
+const COMPACT_STEP: i64 = 1000;
 /// How often a batch is re-evaluated after losing a race to another process's writer.
 const MAX_RACES: usize = 1000;
 
@@ -237,8 +239,13 @@ impl<D: LogDriver> Writer<D> {
         if revision <= self.compacted {
             return Ok(());
         }
-        self.driver.compact(revision).await?;
+        let mut low = self.driver.record_compaction(revision).await?;
         self.compacted = revision;
+        while low < revision {
+            let high = (low + COMPACT_STEP).min(revision);
+            self.driver.delete_superseded(low, high).await?;
+            low = high;
+        }
         Ok(())
     }
 

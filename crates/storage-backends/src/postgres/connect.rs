@@ -45,6 +45,9 @@ pub(super) async fn connect(url: &str, options: &PostgresOptions) -> Result<Pool
         .min_connections(0)
         .idle_timeout(Some(IDLE_TIMEOUT))
         .acquire_timeout(timeout)
+        // A ping before every statement would double the round trips of a write; a
+        // broken connection fails its statement, which is reported and not retried.
+        .test_before_acquire(false)
         .connect_lazy_with(connect.clone());
     let listener = PgPoolOptions::new()
         .max_connections(1)

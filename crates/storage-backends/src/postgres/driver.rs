@@ -29,9 +29,6 @@ fn optional_row(record: &sqlx::postgres::PgRow) -> Result<Option<Row>, sqlx::Err
 /// PostgreSQL's SQLSTATE for a unique-constraint violation: another writer took the id.
 const UNIQUE_VIOLATION: &str = "23505";
 
-/// Revisions compacted per delete statement.
-const COMPACT_STEP: i64 = 1000;
-
 const COLUMNS: &str = "kv.id, kv.name, kv.created, kv.deleted, kv.create_revision, kv.prev_revision, kv.lease, kv.value, kv.old_value";
 
 /// Creates the store's schema and tables if missing. Run inside a transaction holding
@@ -314,38 +311,32 @@ impl LogDriver for PgDriver {
         .map_err(failed("read history"))
     }
 
-    async fn compact(&self, target: Revision) -> Result<()> {
+    async fn record_compaction(&self, target: Revision) -> Result<Revision> {
         let s = &self.quoted;
-        // Record the compaction first, so readers of older revisions fail rather than
-        // see rows half deleted; then delete in bounded steps.
-        let from: i64 =
-            sqlx::query_scalar(&format!("SELECT compact_rev FROM {s}.meta WHERE id = 1"))
-                .fetch_one(&self.pool)
-                .await
-                .map_err(failed("compact"))?;
-        sqlx::query(&format!(
-            "UPDATE {s}.meta SET compact_rev = GREATEST(compact_rev, $1) WHERE id = 1"
+        // The old value, read in the same statement that replaces it.
+        sqlx::query_scalar(&format!(
+            "UPDATE {s}.meta m SET compact_rev = GREATEST(m.compact_rev, $1) \
+             FROM (SELECT compact_rev FROM {s}.meta WHERE id = 1) old \
+             WHERE m.id = 1 RETURNING old.compact_rev"
         ))
         .bind(target)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await
-        .map_err(failed("compact"))?;
-        let delete = format!(
+        .map_err(failed("compact"))
+    }
+
+    async fn delete_superseded(&self, low: Revision, high: Revision) -> Result<()> {
+        let s = &self.quoted;
+        sqlx::query(&format!(
             "DELETE FROM {s}.kv WHERE id IN ( \
                SELECT prev_revision FROM {s}.kv WHERE id > $1 AND id <= $2 AND prev_revision != 0 \
                UNION SELECT id FROM {s}.kv WHERE id > $1 AND id <= $2 AND deleted)"
-        );
-        let mut low = from;
-        while low < target {
-            let high = (low + COMPACT_STEP).min(target);
-            sqlx::query(&delete)
-                .bind(low)
-                .bind(high)
-                .execute(&self.pool)
-                .await
-                .map_err(failed("compact"))?;
-            low = high;
-        }
+        ))
+        .bind(low)
+        .bind(high)
+        .execute(&self.pool)
+        .await
+        .map_err(failed("compact"))?;
         Ok(())
     }
 
