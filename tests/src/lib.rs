@@ -63,3 +63,70 @@ pub fn kflex_bin() -> PathBuf {
     );
     bin
 }
+
+/// A `kflex serve` process on a free loopback port with its own data directory; stopped
+/// when dropped.
+pub struct KflexServer {
+    child: std::process::Child,
+    /// The server's URL (`https://127.0.0.1:<port>`).
+    pub url: String,
+    /// The admin kubeconfig it wrote.
+    pub kubeconfig: PathBuf,
+    /// Its data directory.
+    pub data_dir: tempfile::TempDir,
+}
+
+impl KflexServer {
+    /// Starts `kflex serve` and waits until it serves (at most 30 s).
+    pub fn start() -> Self {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().expect("a data directory for the server");
+        let kubeconfig = dir.path().join("admin.kubeconfig");
+        let mut child = std::process::Command::new(kflex_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .arg("--kubeconfig-out")
+            .arg(&kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run kflex serve");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (ready, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.strip_prefix("kflex serving on ") {
+                    let url = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = ready.send(url);
+                }
+            }
+        });
+        let url = match wait.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("kflex serve did not report it was serving within 30 s");
+            }
+        };
+        KflexServer {
+            child,
+            url,
+            kubeconfig,
+            data_dir: dir,
+        }
+    }
+}
+
+impl Drop for KflexServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,1 +1,28 @@
-//! The embedded Kubernetes API server, tenant router, controllers and ControlPlane manager (see the storage issue for what lands first).
+//! kflex's embedded Kubernetes API server.
+//!
+//! Start with [`ControlPlane`]: one Kubernetes-compatible API over one
+//! [`Store`](kflex_storage_backends::Store), with its own credentials ([`authn`]). A
+//! [`Router`] serves many control planes behind one HTTPS listener ([`server`]): the hosting
+//! API at `/`, tenants at `/clusters/<name>/`.
+//!
+//! A request's way: [`server`] (TLS, HTTP/1.1 and HTTP/2) → [`Router`] (which control
+//! plane) → [`ControlPlane::handle`] (authentication, then discovery or a resource) →
+//! [`request`] (what is asked) → the handlers (REST semantics) → the store. Errors are
+//! `metav1.Status` ([`status`]).
+
+pub mod authn;
+mod controlplane;
+pub mod discovery;
+mod handlers;
+pub mod http;
+pub mod object;
+pub mod pki;
+pub mod registry;
+pub mod request;
+mod router;
+pub mod selector;
+pub mod server;
+pub mod status;
+
+pub use controlplane::{ControlPlane, BOOTSTRAP_NAMESPACES, IMMORTAL_NAMESPACES};
+pub use router::{Router, TENANT_PREFIX};

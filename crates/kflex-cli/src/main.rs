@@ -1,13 +1,36 @@
 //! The `kflex` command line: the edge where kflex meets its users.
 
-use clap::Parser;
+mod serve;
+
+use clap::{Parser, Subcommand};
 
 /// The command line: `kflex --help` lists what it can do.
 #[derive(Debug, Parser)]
 #[command(name = "kflex", version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the kflex server in the foreground: the hosting API on embedded SQLite.
+    Serve(serve::ServeArgs),
+}
 
 fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args)),
+    }
 }

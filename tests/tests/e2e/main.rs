@@ -1,4 +1,6 @@
 //! The end-to-end test binary: one binary, one module per area, to keep link times low.
 
+mod api;
 mod cli;
 mod services;
+mod tenants;

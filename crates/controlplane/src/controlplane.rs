@@ -1,0 +1,200 @@
+//! One control plane: its store, resources and credentials, and how it answers a request.
+
+use crate::authn::Authenticator;
+use crate::discovery::{self, DiscoveryFormat};
+use crate::handlers;
+use crate::http::{self as h, ApiRequest, Body};
+use crate::registry::{ResourceDef, ResourceRegistry};
+use crate::request::{self, Target};
+use crate::status::{self, ApiError, GroupResource};
+use http::{Response, StatusCode};
+use kflex_storage_backends::{Store, StoreError};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Namespaces every control plane has, as a cluster does.
+pub const BOOTSTRAP_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+/// Namespaces that cannot be deleted.
+pub const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
+/// A Kubernetes-compatible API served from one store.
+pub struct ControlPlane {
+    name: String,
+    store: Arc<dyn Store>,
+    registry: ResourceRegistry,
+    authenticator: Authenticator,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlPlane {
+    /// A control plane named `name` on `store`, accepting `authenticator`'s credentials.
+    /// Creates the bootstrap namespaces when missing.
+    pub async fn start(
+        name: impl Into<String>,
+        store: Arc<dyn Store>,
+        authenticator: Authenticator,
+    ) -> Result<Arc<Self>, StoreError> {
+        let cp = ControlPlane {
+            name: name.into(),
+            store,
+            registry: ResourceRegistry::builtin(),
+            authenticator,
+        };
+        cp.bootstrap().await?;
+        Ok(Arc::new(cp))
+    }
+
+    async fn bootstrap(&self) -> Result<(), StoreError> {
+        let namespaces = self
+            .registry
+            .lookup("", "v1", "namespaces")
+            .expect("the built-in registry has namespaces");
+        for ns in BOOTSTRAP_NAMESPACES {
+            let object = json!({
+                "kind": "Namespace",
+                "apiVersion": "v1",
+                "metadata": {
+                    "name": ns,
+                    "uid": crate::object::new_uid(),
+                    "creationTimestamp": crate::object::now(),
+                    "labels": {"kubernetes.io/metadata.name": ns},
+                },
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"},
+            });
+            match self
+                .store
+                .create(
+                    namespaces.key(None, ns).as_bytes(),
+                    handlers::encode(&object),
+                    None,
+                )
+                .await
+            {
+                Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The control plane's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Its resources.
+    pub fn registry(&self) -> &ResourceRegistry {
+        &self.registry
+    }
+
+    /// Whether `def` is a custom resource (served from a CustomResourceDefinition).
+    pub fn is_custom_resource(&self, def: &ResourceDef) -> bool {
+        def.custom
+    }
+
+    /// NamespaceLifecycle: objects go only into namespaces that exist and are not being
+    /// deleted.
+    pub async fn check_namespace_accepts_content(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let Some(ns) = namespace else { return Ok(()) };
+        let gr = GroupResource {
+            group: String::new(),
+            resource: "namespaces".into(),
+        };
+        let key = format!("/registry/namespaces/{ns}");
+        let (kv, _) = self
+            .store
+            .get(key.as_bytes(), None)
+            .await
+            .map_err(|e| status::from_store(e, &gr, ns))?;
+        let kv = kv.ok_or_else(|| ApiError::not_found(&gr, ns))?;
+        let object: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+        if crate::object::meta_str(&object, "deletionTimestamp").is_some() {
+            return Err(ApiError::forbidden(
+                &gr,
+                ns,
+                format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Answers one request (its path relative to this control plane).
+    pub async fn handle(&self, req: ApiRequest) -> Response<Body> {
+        let target = match request::parse(&req.method, &req.path, &req.query) {
+            Ok(target) => target,
+            Err(error) => return h::error(&error),
+        };
+        if target == Target::Health {
+            return h::text(StatusCode::OK, "ok");
+        }
+        if self
+            .authenticator
+            .authenticate(req.header("authorization"), &req.peer_certs)
+            .is_none()
+        {
+            return h::error(&ApiError::unauthorized());
+        }
+        let accept = req.header("accept").map(str::to_owned);
+        let found = |value: Option<Value>| match value {
+            Some(value) => h::json(StatusCode::OK, &value),
+            None => h::error(&ApiError::path_not_found()),
+        };
+        match target {
+            Target::CoreGroup => {
+                let address = req.header("host").unwrap_or("").to_owned();
+                let document = discovery::core_group(
+                    &self.registry,
+                    DiscoveryFormat::negotiate(accept.as_deref()),
+                    &address,
+                );
+                h::json_with_type(StatusCode::OK, &document.body, document.content_type)
+            }
+            Target::Groups => {
+                let document = discovery::groups(
+                    &self.registry,
+                    DiscoveryFormat::negotiate(accept.as_deref()),
+                );
+                h::json_with_type(StatusCode::OK, &document.body, document.content_type)
+            }
+            Target::Group(group) => found(discovery::group(&self.registry, &group)),
+            Target::GroupVersion { group, version } => {
+                found(discovery::group_version(&self.registry, &group, &version))
+            }
+            Target::Version => h::json(StatusCode::OK, &discovery::version_info()),
+            Target::Health | Target::OpenApi(_) | Target::Other(_) => {
+                h::error(&ApiError::path_not_found())
+            }
+            Target::Resource(rr) => {
+                if !h::accepts_json(accept.as_deref()) {
+                    return h::error(&ApiError::not_acceptable(format!(
+                        "only the following media types are accepted: application/json (asked for {})",
+                        accept.unwrap_or_default()
+                    )));
+                }
+                match handlers::handle(self, rr, req).await {
+                    Ok(response) => response,
+                    Err(error) => h::error(&error),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! `delete` and `deletecollection`: immediate removal, or, while finalizers remain, a
+//! `deletionTimestamp` that the finalizers' owners act on, as upstream.
+
+use super::{decode, encode, read, Call};
+use crate::http::{json, Body};
+use crate::object::{self, meta_str, metadata_mut};
+use crate::status::ApiError;
+use http::{Response, StatusCode};
+use kflex_storage_backends::{RangeRequest, StoreError};
+use serde_json::{json, Value};
+
+/// The finalizers upstream adds for the propagation policies the garbage collector runs.
+const ORPHAN: &str = "orphan";
+const FOREGROUND: &str = "foregroundDeletion";
+
+/// The parts of `DeleteOptions` that deletion honours.
+#[derive(Default)]
+struct DeleteOptions {
+    uid: Option<String>,
+    resource_version: Option<String>,
+    propagation: Option<String>,
+    dry_run: bool,
+}
+
+fn options(call: &Call<'_>) -> Result<DeleteOptions, ApiError> {
+    let mut options = DeleteOptions {
+        propagation: call.req.query.get("propagationPolicy").map(str::to_owned),
+        dry_run: call.dry_run()?,
+        ..Default::default()
+    };
+    if !call.req.body.iter().all(u8::is_ascii_whitespace) {
+        // kubectl sends the body without kind and apiVersion; accept it bare.
+        let body: Value = serde_json::from_slice(&call.req.body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        let preconditions = body.get("preconditions");
+        options.uid = preconditions
+            .and_then(|p| p.get("uid"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        options.resource_version = preconditions
+            .and_then(|p| p.get("resourceVersion"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if let Some(policy) = body.get("propagationPolicy").and_then(Value::as_str) {
+            options.propagation = Some(policy.to_owned());
+        }
+        if body.get("orphanDependents").and_then(Value::as_bool) == Some(true)
+            && options.propagation.is_none()
+        {
+            options.propagation = Some("Orphan".into());
+        }
+        if let Some(dry_run) = body.get("dryRun").and_then(Value::as_array) {
+            options.dry_run |= dry_run.iter().any(|v| v == "All");
+        }
+    }
+    match options.propagation.as_deref() {
+        None | Some("Background" | "Foreground" | "Orphan") => Ok(options),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "propagationPolicy {other:?} is not supported: use Background, Foreground or Orphan"
+        ))),
+    }
+}
+
+pub(super) async fn delete(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
+    let options = options(call)?;
+    delete_object(call, &call.key(), call.name(), &options)
+        .await
+        .map(|object| json(StatusCode::OK, &object))
+}
+
+/// Deletes the object at `key`, or marks it deleted while finalizers remain. Returns the
+/// object as it was deleted or as it now is.
+async fn delete_object(
+    call: &Call<'_>,
+    key: &str,
+    name: &str,
+    options: &DeleteOptions,
+) -> Result<Value, ApiError> {
+    let store = call.cp.store();
+    let gr = call.def.group_resource();
+    if call.def.group.is_empty()
+        && call.def.plural == "namespaces"
+        && crate::controlplane::IMMORTAL_NAMESPACES.contains(&name)
+    {
+        return Err(ApiError::forbidden(
+            &gr,
+            name,
+            format!("namespace \"{name}\" is forbidden: this namespace may not be deleted"),
+        ));
+    }
+    loop {
+        let (kv, _) = store
+            .get(key.as_bytes(), None)
+            .await
+            .map_err(|e| crate::status::from_store(e, &gr, name))?;
+        let kv = kv.ok_or_else(|| ApiError::not_found(&gr, name))?;
+        let mut object = decode(&kv)?;
+        if let Some(uid) = &options.uid {
+            if meta_str(&object, "uid") != Some(uid) {
+                return Err(ApiError::conflict_because(
+                    &gr,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(&object, "uid").unwrap_or("")
+                    ),
+                ));
+            }
+        }
+        if let Some(rv) = &options.resource_version {
+            if *rv != kv.mod_revision.to_string() {
+                return Err(ApiError::conflict_because(&gr, name, &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    kv.mod_revision
+                )));
+            }
+        }
+        let mut finalizers = object::finalizers(&object);
+        match options.propagation.as_deref() {
+            Some("Orphan") if !finalizers.iter().any(|f| f == ORPHAN) => {
+                finalizers.push(ORPHAN.into())
+            }
+            Some("Foreground") if !finalizers.iter().any(|f| f == FOREGROUND) => {
+                finalizers.push(FOREGROUND.into())
+            }
+            _ => {}
+        }
+        let is_namespace = call.def.group.is_empty() && call.def.plural == "namespaces";
+        let spec_finalizers = is_namespace
+            && object
+                .get("spec")
+                .and_then(|s| s.get("finalizers"))
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+        if finalizers.is_empty() && !spec_finalizers {
+            if options.dry_run {
+                return Ok(object);
+            }
+            match store.delete(key.as_bytes(), Some(kv.mod_revision)).await {
+                Ok(_) => return Ok(object),
+                Err(StoreError::Conflict {
+                    current: Some(_), ..
+                }) => continue,
+                Err(e) => return Err(crate::status::from_store(e, &gr, name)),
+            }
+        }
+        // Graceful deletion: mark once, then the finalizers' owners take over.
+        if meta_str(&object, "deletionTimestamp").is_some()
+            && object::finalizers(&object) == finalizers
+        {
+            return Ok(object);
+        }
+        let meta = metadata_mut(&mut object);
+        meta.entry("deletionTimestamp")
+            .or_insert_with(|| json!(object::now()));
+        meta.entry("deletionGracePeriodSeconds").or_insert(json!(0));
+        meta.insert("finalizers".into(), json!(finalizers));
+        if let Some(generation) = meta.get("generation").and_then(Value::as_i64) {
+            meta.insert("generation".into(), json!(generation + 1));
+        }
+        if is_namespace {
+            object["status"]["phase"] = json!("Terminating");
+        }
+        if options.dry_run {
+            return Ok(object);
+        }
+        match store
+            .update(key.as_bytes(), encode(&object), kv.mod_revision, None)
+            .await
+        {
+            Ok(revision) => {
+                object::set_resource_version(&mut object, revision);
+                return Ok(object);
+            }
+            Err(StoreError::Conflict {
+                current: Some(_), ..
+            }) => continue,
+            Err(e) => return Err(crate::status::from_store(e, &gr, name)),
+        }
+    }
+}
+
+pub(super) async fn delete_collection(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
+    let options = options(call)?;
+    let (label, field) = read::selectors(call)?;
+    let prefix = call.def.collection_prefix(call.namespace());
+    let page = call
+        .cp
+        .store()
+        .range(RangeRequest {
+            prefix: prefix.into_bytes(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| call.store_error(e))?;
+    let mut deleted = Vec::new();
+    for kv in &page.kvs {
+        let object = decode(kv)?;
+        if !(label.matches(&object) && field.matches(&object)) {
+            continue;
+        }
+        let key = String::from_utf8_lossy(&kv.key).into_owned();
+        let name = meta_str(&object, "name").unwrap_or("").to_owned();
+        match delete_object(call, &key, &name, &options).await {
+            Ok(object) => deleted.push(object),
+            Err(e) if e.code() == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let list = json!({
+        "kind": call.def.list_kind,
+        "apiVersion": call.def.api_version(),
+        "metadata": {"resourceVersion": page.revision.to_string()},
+        "items": deleted,
+    });
+    Ok(json(StatusCode::OK, &list))
+}

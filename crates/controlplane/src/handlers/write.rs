@@ -1,0 +1,445 @@
+//! `create`, `update` and `patch`: writes of one object, with upstream's server-set fields,
+//! optimistic concurrency, status-subresource rules and generation counting.
+
+use super::{decode, encode, Call};
+use crate::http::{json, Body};
+use crate::object::{self, meta_str, metadata_mut};
+use crate::status::{ApiError, Cause};
+use http::{Response, StatusCode};
+use kflex_storage_backends::StoreError;
+use serde_json::{json, Value};
+
+/// How often a generated name is tried again after a collision (upstream: 8).
+const GENERATE_NAME_ATTEMPTS: usize = 8;
+/// How often an unconditional update or a patch is retried after a concurrent write.
+const CONFLICT_RETRIES: usize = 10;
+
+/// The request body as a JSON object of this resource's kind.
+fn body_object(call: &Call<'_>) -> Result<Value, ApiError> {
+    match call.req.content_type() {
+        "" | "application/json" => {}
+        "application/vnd.kubernetes.protobuf" => {
+            return Err(ApiError::unsupported_media_type(
+                "the body of the request was in an unknown format - accepted media types include: application/json",
+            ))
+        }
+        other => {
+            return Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format ({other}) - accepted media types include: application/json"
+            )))
+        }
+    }
+    let object: Value = serde_json::from_slice(&call.req.body).map_err(|e| {
+        ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+    })?;
+    if !object.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
+    }
+    check_type(call, &object)?;
+    Ok(object)
+}
+
+/// `kind` and `apiVersion` must name this resource's kind.
+fn check_type(call: &Call<'_>, object: &Value) -> Result<(), ApiError> {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if kind.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Object 'Kind' is missing in '{object}'"
+        )));
+    }
+    if kind != call.def.kind || api_version != call.def.api_version() {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            call.def.api_version()
+        ))
+        .with_kind_hint(kind, &call.def.kind));
+    }
+    Ok(())
+}
+
+trait KindHint {
+    fn with_kind_hint(self, sent: &str, expected: &str) -> Self;
+}
+
+impl KindHint for ApiError {
+    /// Upstream reports a wrong kind rather than a wrong version when the kind differs.
+    fn with_kind_hint(self, sent: &str, expected: &str) -> Self {
+        if sent != expected {
+            ApiError::bad_request(format!(
+                "the kind in the data ({sent}) does not match the expected kind ({expected})"
+            ))
+        } else {
+            self
+        }
+    }
+}
+
+/// The body's namespace must be empty or the path's; it becomes the path's.
+fn place_in_namespace(call: &Call<'_>, object: &mut Value) -> Result<(), ApiError> {
+    let sent = meta_str(object, "namespace").unwrap_or("").to_owned();
+    let meta = metadata_mut(object);
+    match call.namespace() {
+        Some(ns) => {
+            if !sent.is_empty() && sent != ns {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            meta.insert("namespace".into(), json!(ns));
+        }
+        None => {
+            meta.remove("namespace");
+        }
+    }
+    Ok(())
+}
+
+fn invalid(call: &Call<'_>, name: &str, causes: Vec<Cause>) -> ApiError {
+    ApiError::invalid(&call.def.group, &call.def.kind, name, causes)
+}
+
+pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
+    if call.rr.name.is_some() || call.rr.subresource.is_some() {
+        return Err(ApiError::method_not_allowed(
+            "create",
+            &call.def.group_resource(),
+        ));
+    }
+    if call.def.namespaced && call.namespace().is_none() {
+        return Err(ApiError::path_not_found());
+    }
+    let mut object = body_object(call)?;
+    place_in_namespace(call, &mut object)?;
+    if meta_str(&object, "resourceVersion").is_some_and(|rv| !rv.is_empty()) {
+        return Err(ApiError::bad_request(
+            "resourceVersion should not be set on objects to be created",
+        ));
+    }
+    let name = meta_str(&object, "name").unwrap_or("").to_owned();
+    let generate = meta_str(&object, "generateName").unwrap_or("").to_owned();
+    if name.is_empty() && generate.is_empty() {
+        return Err(invalid(
+            call,
+            "",
+            vec![Cause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value: name or generateName is required".into(),
+                field: "metadata.name".into(),
+            }],
+        ));
+    }
+    call.cp
+        .check_namespace_accepts_content(call.namespace())
+        .await?;
+    prepare_for_create(call, &mut object);
+    let dry_run = call.dry_run()?;
+    let attempts = if name.is_empty() {
+        GENERATE_NAME_ATTEMPTS
+    } else {
+        1
+    };
+    for attempt in 1..=attempts {
+        let name = if name.is_empty() {
+            object::generate_name(&generate)
+        } else {
+            name.clone()
+        };
+        let label_only = call.def.group.is_empty() && call.def.plural == "namespaces";
+        object::validate_name(&name, label_only)
+            .map_err(|cause| invalid(call, &name, vec![cause]))?;
+        metadata_mut(&mut object).insert("name".into(), json!(name));
+        let key = call.def.key(call.namespace(), &name);
+        if dry_run {
+            let (existing, _) = call
+                .cp
+                .store()
+                .get(key.as_bytes(), None)
+                .await
+                .map_err(|e| call.store_error(e))?;
+            if existing.is_some() {
+                return Err(ApiError::already_exists(&call.def.group_resource(), &name));
+            }
+            return Ok(json(StatusCode::CREATED, &object));
+        }
+        match call
+            .cp
+            .store()
+            .create(key.as_bytes(), encode(&object), None)
+            .await
+        {
+            Ok(revision) => {
+                object::set_resource_version(&mut object, revision);
+                return Ok(json(StatusCode::CREATED, &object));
+            }
+            Err(StoreError::AlreadyExists { .. }) if attempt < attempts => continue,
+            Err(StoreError::AlreadyExists { .. }) => {
+                return Err(ApiError::already_exists(&call.def.group_resource(), &name));
+            }
+            Err(e) => {
+                return Err(crate::status::from_store(
+                    e,
+                    &call.def.group_resource(),
+                    &name,
+                ))
+            }
+        }
+    }
+    Err(ApiError::already_exists(&call.def.group_resource(), &name))
+}
+
+/// The server-set fields of a new object; client-sent values of them are ignored.
+fn prepare_for_create(call: &Call<'_>, object: &mut Value) {
+    let tracks_generation = call.def.tracks_generation;
+    let meta = metadata_mut(object);
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "resourceVersion",
+        "selfLink",
+    ] {
+        meta.remove(field);
+    }
+    meta.insert("uid".into(), json!(object::new_uid()));
+    meta.insert("creationTimestamp".into(), json!(object::now()));
+    if tracks_generation {
+        meta.insert("generation".into(), json!(1));
+    }
+    if call.def.has_status() {
+        if let Some(map) = object.as_object_mut() {
+            map.remove("status");
+        }
+    }
+    if call.def.group.is_empty() && call.def.plural == "namespaces" {
+        object["spec"] = json!({"finalizers": ["kubernetes"]});
+        object["status"] = json!({"phase": "Active"});
+    }
+}
+
+pub(super) async fn update(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
+    let mut sent = body_object(call)?;
+    place_in_namespace(call, &mut sent)?;
+    let sent_name = meta_str(&sent, "name").unwrap_or("");
+    if sent_name != call.name() {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({sent_name}) does not match the name on the URL ({})",
+            call.name()
+        )));
+    }
+    let precondition = meta_str(&sent, "resourceVersion")
+        .filter(|rv| !rv.is_empty())
+        .map(str::to_owned);
+    write_with_retries(call, precondition, |_current| Ok(sent.clone())).await
+}
+
+pub(super) async fn patch(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
+    let patch_type = call.req.content_type().to_owned();
+    let is_custom = call.cp.is_custom_resource(&call.def);
+    let patch: Value = match patch_type.as_str() {
+        "application/json-patch+json" | "application/merge-patch+json" => serde_json::from_slice(&call.req.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
+        "application/strategic-merge-patch+json" if is_custom => {
+            return Err(ApiError::unsupported_media_type(
+                "the body of the request was in an unknown format - accepted media types include: \
+                 application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+            ))
+        }
+        other => {
+            return Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format ({other}) - accepted media types include: \
+                 application/json-patch+json, application/merge-patch+json"
+            )))
+        }
+    };
+    // A resourceVersion inside a merge patch is a precondition, as upstream.
+    let precondition = patch
+        .get("metadata")
+        .and_then(|m| m.get("resourceVersion"))
+        .and_then(Value::as_str)
+        .filter(|rv| !rv.is_empty())
+        .map(str::to_owned);
+    write_with_retries(call, precondition, |current| {
+        let mut patched = current.clone();
+        match patch_type.as_str() {
+            "application/json-patch+json" => {
+                let operations: json_patch::Patch = serde_json::from_value(patch.clone())
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                json_patch::patch(&mut patched, &operations).map_err(|e| {
+                    ApiError::invalid(
+                        &call.def.group,
+                        &call.def.kind,
+                        call.name(),
+                        vec![Cause {
+                            reason: "FieldValueInvalid".into(),
+                            message: e.to_string(),
+                            field: String::new(),
+                        }],
+                    )
+                })?;
+            }
+            _ => json_patch::merge(&mut patched, &patch),
+        }
+        if !patched.is_object() {
+            return Err(ApiError::bad_request(
+                "the patch turned the object into a non-object",
+            ));
+        }
+        Ok(patched)
+    })
+    .await
+}
+
+/// Reads the object, computes its new form with `change`, and writes it with a
+/// compare-and-swap; a concurrent write retries unless the client gave a precondition.
+async fn write_with_retries(
+    call: &Call<'_>,
+    precondition: Option<String>,
+    change: impl Fn(&Value) -> Result<Value, ApiError>,
+) -> Result<Response<Body>, ApiError> {
+    let key = call.key();
+    let store = call.cp.store();
+    let dry_run = call.dry_run()?;
+    for _ in 0..CONFLICT_RETRIES {
+        let (kv, _) = store
+            .get(key.as_bytes(), None)
+            .await
+            .map_err(|e| call.store_error(e))?;
+        let kv = kv.ok_or_else(|| ApiError::not_found(&call.def.group_resource(), call.name()))?;
+        let current = decode(&kv)?;
+        if let Some(rv) = &precondition {
+            if *rv != kv.mod_revision.to_string() {
+                return Err(ApiError::conflict(&call.def.group_resource(), call.name()));
+            }
+        }
+        let mut updated = change(&current)?;
+        check_type(call, &updated)?;
+        merge_for_update(call, &current, &mut updated)?;
+        if same_object(&current, &updated) {
+            return Ok(json(StatusCode::OK, &current));
+        }
+        if dry_run {
+            return Ok(json(StatusCode::OK, &updated));
+        }
+        let deleting = meta_str(&updated, "deletionTimestamp").is_some()
+            && object::finalizers(&updated).is_empty();
+        let written = if deleting {
+            store
+                .delete(key.as_bytes(), Some(kv.mod_revision))
+                .await
+                .map(|(rev, _)| rev)
+        } else {
+            store
+                .update(key.as_bytes(), encode(&updated), kv.mod_revision, None)
+                .await
+        };
+        match written {
+            Ok(revision) => {
+                object::set_resource_version(&mut updated, revision);
+                return Ok(json(StatusCode::OK, &updated));
+            }
+            Err(StoreError::Conflict {
+                current: Some(_), ..
+            }) if precondition.is_none() => continue,
+            Err(StoreError::Conflict {
+                current: Some(_), ..
+            }) => return Err(ApiError::conflict(&call.def.group_resource(), call.name())),
+            Err(e) => return Err(call.store_error(e)),
+        }
+    }
+    Err(ApiError::conflict(&call.def.group_resource(), call.name()))
+}
+
+/// Applies upstream's update rules: immutable metadata, `status` only through `/status`
+/// (and only `status` there), generation counting, no new finalizers while deleting.
+fn merge_for_update(call: &Call<'_>, current: &Value, updated: &mut Value) -> Result<(), ApiError> {
+    let status_write = call.rr.subresource.as_deref() == Some("status");
+    if status_write {
+        let status = updated.get("status").cloned();
+        *updated = current.clone();
+        match status {
+            Some(status) => updated["status"] = status,
+            None => {
+                if let Some(map) = updated.as_object_mut() {
+                    map.remove("status");
+                }
+            }
+        }
+    } else if call.def.has_status() {
+        match current.get("status") {
+            Some(status) => updated["status"] = status.clone(),
+            None => {
+                if let Some(map) = updated.as_object_mut() {
+                    map.remove("status");
+                }
+            }
+        }
+    }
+    let old = object::metadata(current).cloned().unwrap_or_default();
+    let meta = metadata_mut(updated);
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "namespace",
+        "name",
+    ] {
+        match old.get(field) {
+            Some(value) => meta.insert(field.into(), value.clone()),
+            None => meta.remove(field),
+        };
+    }
+    meta.remove("resourceVersion");
+    meta.remove("selfLink");
+    let generation = old.get("generation").and_then(Value::as_i64);
+    match generation {
+        Some(g) => meta.insert("generation".into(), json!(g)),
+        None => meta.remove("generation"),
+    };
+    if old.contains_key("deletionTimestamp") {
+        let before = object::finalizers(current);
+        if object::finalizers(updated)
+            .iter()
+            .any(|f| !before.contains(f))
+        {
+            return Err(invalid(
+                call,
+                call.name(),
+                vec![Cause {
+                    reason: "FieldValueForbidden".into(),
+                    message:
+                        "Forbidden: no new finalizers can be added if the object is being deleted"
+                            .into(),
+                    field: "metadata.finalizers".into(),
+                }],
+            ));
+        }
+    }
+    if !status_write
+        && call.def.tracks_generation
+        && object::spec_part(current) != object::spec_part(updated)
+    {
+        metadata_mut(updated).insert("generation".into(), json!(generation.unwrap_or(0) + 1));
+    }
+    Ok(())
+}
+
+/// Whether an update changes nothing (upstream then writes nothing).
+fn same_object(current: &Value, updated: &Value) -> bool {
+    let mut a = current.clone();
+    let mut b = updated.clone();
+    for object in [&mut a, &mut b] {
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+        }
+    }
+    a == b
+}

@@ -1,0 +1,110 @@
+//! The HTTP edge of the API: requests as the handlers see them, response bodies (whole or
+//! streamed), and JSON and `Status` responses.
+
+use crate::request::Query;
+use crate::status::ApiError;
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{HeaderMap, Method, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use rustls_pki_types::CertificateDer;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+/// The largest request body accepted, as kube-apiserver's default.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// A response body: whole, or a stream (watches).
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// A request, routed to one control plane (`path` is relative to it).
+#[derive(Debug)]
+pub struct ApiRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Query,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The TLS client certificate chain, if the client sent one.
+    pub peer_certs: Arc<Vec<CertificateDer<'static>>>,
+}
+
+impl ApiRequest {
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The media type of the body, without parameters.
+    pub fn content_type(&self) -> &str {
+        self.header("content-type")
+            .and_then(|v| v.split(';').next())
+            .map(str::trim)
+            .unwrap_or("")
+    }
+}
+
+/// A whole body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+/// A streamed body.
+pub fn stream(chunks: impl futures::Stream<Item = Bytes> + Send + Sync + 'static) -> Body {
+    use futures::StreamExt;
+    BodyExt::boxed(StreamBody::new(
+        chunks.map(|chunk| Ok(hyper::body::Frame::data(chunk))),
+    ))
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    json_with_type(status, value, "application/json")
+}
+
+/// A JSON response with a given Content-Type (aggregated discovery echoes parameters).
+pub fn json_with_type(
+    status: StatusCode,
+    value: &serde_json::Value,
+    content_type: &'static str,
+) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A plain-text response (health checks).
+pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// An error as a `metav1.Status` response.
+pub fn error(error: &ApiError) -> Response<Body> {
+    let mut response = Response::new(full(error.to_body()));
+    *response.status_mut() =
+        StatusCode::from_u16(error.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Whether the client accepts JSON (`application/json`, `*/*`, or no Accept at all).
+/// Clients that also list protobuf or Table forms accept JSON as their fallback.
+pub fn accepts_json(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else { return true };
+    accept.split(',').any(|item| {
+        let media = item.split(';').next().unwrap_or("").trim();
+        matches!(media, "application/json" | "application/*" | "*/*" | "")
+    })
+}

@@ -1,0 +1,150 @@
+//! The resource registry: every resource a control plane serves, built-in or defined by a
+//! CustomResourceDefinition, with what discovery, routing and storage need to know.
+
+mod builtin;
+
+use crate::status::GroupResource;
+use std::sync::{Arc, RwLock};
+
+/// One resource of one group-version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceDef {
+    /// `""` for the core group.
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub list_kind: String,
+    /// The plural name, used in paths.
+    pub plural: String,
+    pub singular: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    /// The verbs the resource serves, in discovery's order.
+    pub verbs: Vec<&'static str>,
+    /// The subresources served (`status`, `scale`, ...).
+    pub subresources: Vec<String>,
+    /// Whether `metadata.generation` counts changes of the object's spec.
+    pub tracks_generation: bool,
+    /// Whether a CustomResourceDefinition defines the resource.
+    pub custom: bool,
+    /// Where the objects live in the store: `/registry/<plural>/` for built-ins,
+    /// `/registry/<group>/<plural>/` for custom resources, as kube-apiserver lays them out.
+    pub storage_prefix: String,
+}
+
+/// The verbs of an ordinary stored resource.
+pub const CRUD_VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+impl ResourceDef {
+    /// The resource as error messages name it.
+    pub fn group_resource(&self) -> GroupResource {
+        GroupResource {
+            group: self.group.clone(),
+            resource: self.plural.clone(),
+        }
+    }
+
+    /// `v1` or `<group>/<version>`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// Whether the resource serves `verb`.
+    pub fn serves(&self, verb: &str) -> bool {
+        self.verbs.contains(&verb)
+    }
+
+    /// Whether the resource has a `status` subresource.
+    pub fn has_status(&self) -> bool {
+        self.subresources.iter().any(|s| s == "status")
+    }
+
+    /// The store key of an object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace.filter(|_| self.namespaced) {
+            Some(ns) => format!("{}{ns}/{name}", self.storage_prefix),
+            None => format!("{}{name}", self.storage_prefix),
+        }
+    }
+
+    /// The store prefix of a collection: one namespace's, or all of it.
+    pub fn collection_prefix(&self, namespace: Option<&str>) -> String {
+        match namespace.filter(|_| self.namespaced) {
+            Some(ns) => format!("{}{ns}/", self.storage_prefix),
+            None => self.storage_prefix.clone(),
+        }
+    }
+}
+
+/// The resources a control plane serves. Reads are cheap; CRDs add and remove entries.
+#[derive(Debug, Default)]
+pub struct ResourceRegistry {
+    resources: RwLock<Vec<Arc<ResourceDef>>>,
+}
+
+impl ResourceRegistry {
+    /// A registry of the built-in resources of Kubernetes 1.33 that kflex serves.
+    pub fn builtin() -> Self {
+        ResourceRegistry {
+            resources: RwLock::new(builtin::resources().into_iter().map(Arc::new).collect()),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<ResourceDef>>> {
+        self.resources
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The resource `plural` of `group`/`version`.
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceDef>> {
+        self.read()
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+            .cloned()
+    }
+
+    /// Every resource of `group`/`version`, in registration order.
+    pub fn resources(&self, group: &str, version: &str) -> Vec<Arc<ResourceDef>> {
+        self.read()
+            .iter()
+            .filter(|r| r.group == group && r.version == version)
+            .cloned()
+            .collect()
+    }
+
+    /// Every named group (not the core group) with its versions, preferred first, in
+    /// registration order.
+    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for r in self.read().iter().filter(|r| !r.group.is_empty()) {
+            match groups.iter_mut().find(|(g, _)| *g == r.group) {
+                Some((_, versions)) if !versions.contains(&r.version) => {
+                    versions.push(r.version.clone())
+                }
+                Some(_) => {}
+                None => groups.push((r.group.clone(), vec![r.version.clone()])),
+            }
+        }
+        groups
+    }
+
+    /// Whether `group` has any version.
+    pub fn has_group(&self, group: &str) -> bool {
+        self.read().iter().any(|r| r.group == group)
+    }
+}

@@ -1,0 +1,167 @@
+//! `kflex serve`: the server in the foreground, with the hosting API on embedded SQLite,
+//! its certificates under the data directory, and an admin kubeconfig for it.
+
+use anyhow::Context;
+use base64::Engine;
+use kflex_controlplane::authn::Authenticator;
+use kflex_controlplane::pki::{CertificateAuthority, CertifiedKey};
+use kflex_controlplane::{server, ControlPlane, Router};
+use kflex_storage_backends::sqlite::{SqliteOptions, SqliteStore};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Options of `kflex serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "KFLEX_LISTEN", default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Directory for kflex's data: stores, certificates, kubeconfigs. Created if missing.
+    #[arg(long, env = "KFLEX_DATA_DIR", default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+    /// Where to write the hosting API's admin kubeconfig [default: <data-dir>/admin.kubeconfig].
+    #[arg(long)]
+    kubeconfig_out: Option<PathBuf>,
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(
+        || PathBuf::from(".kflex"),
+        |home| PathBuf::from(home).join(".kflex"),
+    )
+}
+
+/// The user of the admin kubeconfig: in `system:masters`, as cluster admins conventionally are.
+const ADMIN_USER: &str = "kflex-admin";
+const ADMIN_GROUP: &str = "system:masters";
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
+    let ca = load_or_create_ca(&args.data_dir.join("pki"))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let address = listener.local_addr()?;
+
+    let mut ips: Vec<IpAddr> = vec![
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ];
+    if !address.ip().is_unspecified() && !ips.contains(&address.ip()) {
+        ips.push(address.ip());
+    }
+    let server_cert = ca.server_certificate(&["localhost", "kflex"], &ips)?;
+    let admin = ca.client_certificate(ADMIN_USER, &[ADMIN_GROUP])?;
+
+    let mut authenticator = Authenticator::default();
+    authenticator.add_client_ca(&ca.certificate.cert_der)?;
+    let store = SqliteStore::open(args.data_dir.join("host.db"), SqliteOptions::default())
+        .await
+        .context("opening the hosting API's store")?;
+    let host = ControlPlane::start("host", Arc::new(store), authenticator)
+        .await
+        .context("starting the hosting API")?;
+    let router = Arc::new(Router::new(host));
+
+    let connect_ip = if address.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        address.ip()
+    };
+    let url = format!("https://{}", SocketAddr::new(connect_ip, address.port()));
+    let kubeconfig = args
+        .kubeconfig_out
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("admin.kubeconfig"));
+    write_kubeconfig(&kubeconfig, &url, &ca.certificate, &admin)?;
+
+    let tls = server::tls_config(&server_cert)?;
+    tracing::info!(%url, kubeconfig = %kubeconfig.display(), "kflex serving");
+    println!(
+        "kflex serving on {url} (kubeconfig: {})",
+        kubeconfig.display()
+    );
+    server::serve(listener, tls, router, shutdown_signal()).await;
+    tracing::info!("kflex stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; stop kflex with Ctrl-C");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+/// The CA in `dir` (`ca.crt`, `ca.key`), made on first start.
+fn load_or_create_ca(dir: &Path) -> anyhow::Result<CertificateAuthority> {
+    let (cert_path, key_path) = (dir.join("ca.crt"), dir.join("ca.key"));
+    if cert_path.exists() && key_path.exists() {
+        let cert = std::fs::read_to_string(&cert_path)
+            .with_context(|| format!("reading {}", cert_path.display()))?;
+        let key = std::fs::read_to_string(&key_path)
+            .with_context(|| format!("reading {}", key_path.display()))?;
+        return CertificateAuthority::from_pem(&cert, &key)
+            .with_context(|| format!("loading the CA in {}", dir.display()));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ca = CertificateAuthority::generate("kflex-ca")?;
+    std::fs::write(&cert_path, &ca.certificate.cert_pem)
+        .with_context(|| format!("writing {}", cert_path.display()))?;
+    write_private(&key_path, ca.certificate.key_pem.as_bytes())?;
+    Ok(ca)
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// An admin kubeconfig for the hosting API (JSON, which kubectl reads as YAML).
+fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca: &CertifiedKey,
+    admin: &CertifiedKey,
+) -> anyhow::Result<()> {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kflex", "cluster": {"server": server, "certificate-authority-data": b64(&ca.cert_pem)}}],
+        "users": [{"name": ADMIN_USER, "user": {
+            "client-certificate-data": b64(&admin.cert_pem),
+            "client-key-data": b64(&admin.key_pem),
+        }}],
+        "contexts": [{"name": "kflex", "context": {"cluster": "kflex", "user": ADMIN_USER}}],
+        "current-context": "kflex",
+        "preferences": {},
+    });
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    write_private(path, serde_json::to_string_pretty(&config)?.as_bytes())
+}

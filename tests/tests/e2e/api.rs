@@ -1,0 +1,325 @@
+//! The API server through the real binary: kube-rs's typed and watcher APIs, errors as
+//! `metav1.Status`, and kubectl where it is installed.
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kflex_e2e::KflexServer;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher;
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+async fn client(server: &KflexServer) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).expect("read the kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("a client configuration");
+    kube::Client::try_from(config).expect("a client")
+}
+
+fn configmap(name: &str, labels: &[(&str, &str)], data: &[(&str, &str)]) -> ConfigMap {
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some(name.into());
+    cm.metadata.labels = Some(
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    cm.data = Some(
+        data.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+    );
+    cm
+}
+
+fn api_error(error: kube::Error) -> (u16, String) {
+    match error {
+        kube::Error::Api(status) => (status.code, status.reason.clone()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn kube_rs_creates_reads_updates_and_deletes() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let names: Vec<String> = namespaces
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|ns| ns.metadata.name)
+        .collect();
+    for expected in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let created = cms
+        .create(
+            &PostParams::default(),
+            &configmap("demo", &[("app", "web")], &[("a", "1")]),
+        )
+        .await
+        .unwrap();
+    let meta = &created.metadata;
+    assert!(
+        meta.uid.is_some() && meta.creation_timestamp.is_some() && meta.resource_version.is_some()
+    );
+    assert_eq!(meta.namespace.as_deref(), Some("default"));
+
+    let (code, reason) = api_error(
+        cms.create(&PostParams::default(), &configmap("demo", &[], &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (409, "AlreadyExists"));
+
+    let mut stale = created.clone();
+    let patched = cms
+        .patch(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"data": {"b": "2"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        patched.data.as_ref().unwrap().get("b").map(String::as_str),
+        Some("2")
+    );
+    stale.data = Some(BTreeMap::from([("a".to_string(), "lost".to_string())]));
+    let (code, reason) = api_error(
+        cms.replace("demo", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+
+    cms.create(
+        &PostParams::default(),
+        &configmap("other", &[("app", "db")], &[]),
+    )
+    .await
+    .unwrap();
+    let web = cms
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap();
+    assert_eq!(web.items.len(), 1);
+    let by_name = cms
+        .list(&ListParams::default().fields("metadata.name=other"))
+        .await
+        .unwrap();
+    assert_eq!(by_name.items[0].metadata.name.as_deref(), Some("other"));
+
+    cms.delete("demo", &DeleteParams::default()).await.unwrap();
+    let (code, reason) = api_error(cms.get("demo").await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (404, "NotFound"));
+
+    let missing: Api<ConfigMap> = Api::namespaced(client.clone(), "no-such-namespace");
+    let (code, _) = api_error(
+        missing
+            .create(&PostParams::default(), &configmap("x", &[], &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 404);
+}
+
+#[tokio::test]
+async fn kube_rs_paginates_one_snapshot() {
+    let server = KflexServer::start();
+    let cms: Api<ConfigMap> = Api::namespaced(client(&server).await, "kube-public");
+    for i in 0..25 {
+        cms.create(
+            &PostParams::default(),
+            &configmap(&format!("cm-{i:02}"), &[], &[]),
+        )
+        .await
+        .unwrap();
+    }
+    let first = cms.list(&ListParams::default().limit(10)).await.unwrap();
+    assert_eq!(first.items.len(), 10);
+    assert_eq!(first.metadata.remaining_item_count, Some(15));
+    let token = first.metadata.continue_.clone().expect("a continue token");
+    cms.create(&PostParams::default(), &configmap("cm-new", &[], &[]))
+        .await
+        .unwrap();
+    let second = cms
+        .list(&ListParams::default().limit(100).continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.items.len(),
+        15,
+        "the snapshot of the first page, without cm-new"
+    );
+    assert_eq!(
+        second.metadata.resource_version,
+        first.metadata.resource_version
+    );
+}
+
+#[tokio::test]
+async fn kube_rs_watcher_follows_changes() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let mut events = watcher(cms.clone(), watcher::Config::default()).boxed();
+    // The initial listing completes before anything is written.
+    loop {
+        if let watcher::Event::InitDone =
+            tokio::time::timeout(Duration::from_secs(10), events.try_next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+        {
+            break;
+        }
+    }
+    cms.create(
+        &PostParams::default(),
+        &configmap("watched", &[], &[("v", "1")]),
+    )
+    .await
+    .unwrap();
+    cms.patch(
+        "watched",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"data": {"v": "2"}})),
+    )
+    .await
+    .unwrap();
+    cms.delete("watched", &DeleteParams::default())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match event {
+            watcher::Event::Apply(cm) => {
+                seen.push(format!("apply {}", cm.data.unwrap_or_default()["v"]))
+            }
+            watcher::Event::Delete(cm) => {
+                seen.push(format!("delete {}", cm.metadata.name.unwrap()))
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["apply 1", "apply 2", "delete watched"]);
+}
+
+#[tokio::test]
+async fn tenants_credentials_and_errors_are_enforced() {
+    let server = KflexServer::start();
+    // No client certificate: 401 with a Status body.
+    let mut insecure = kube::Config::new(server.url.parse().unwrap());
+    insecure.accept_invalid_certs = true;
+    let anonymous = kube::Client::try_from(insecure).unwrap();
+    let (code, reason) = api_error(
+        Api::<Namespace>::all(anonymous)
+            .list(&ListParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (401, "Unauthorized"));
+    // An unknown tenant is not found.
+    let client = client(&server).await;
+    let request = http::Request::get("/clusters/nobody/api/v1/namespaces")
+        .body(Vec::new())
+        .unwrap();
+    let (code, _) = api_error(
+        client
+            .request::<serde_json::Value>(request)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 404);
+}
+
+fn kubectl(server: &KflexServer, args: &[&str]) -> Option<std::process::Output> {
+    let output = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&server.kubeconfig)
+        .args(args)
+        .output();
+    match output {
+        Ok(output) => Some(output),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("kubectl is not installed: skipping the kubectl checks");
+            None
+        }
+        Err(error) => panic!("running kubectl: {error}"),
+    }
+}
+
+#[test]
+fn kubectl_gets_applies_and_deletes() {
+    let server = KflexServer::start();
+    let Some(out) = kubectl(&server, &["get", "namespaces"]) else {
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("kube-system"), "{stdout}");
+
+    let manifest = server.data_dir.path().join("cm.json");
+    std::fs::write(
+        &manifest,
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"applied","namespace":"default"},"data":{"k":"v"}}"#,
+    )
+    .unwrap();
+    let out = kubectl(
+        &server,
+        &[
+            "apply",
+            "--validate=false",
+            "-f",
+            manifest.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kubectl(
+        &server,
+        &["get", "configmap", "applied", "-o", "jsonpath={.data.k}"],
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "v");
+    let out = kubectl(&server, &["delete", "configmap", "applied"]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kubectl(&server, &["get", "configmap", "applied"]).unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("NotFound")
+            || String::from_utf8_lossy(&out.stderr).contains("not found")
+    );
+}
