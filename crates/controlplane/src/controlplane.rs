@@ -26,6 +26,32 @@ pub struct ControlPlane {
     authenticator: Authenticator,
 }
 
+/// A discovery document with its ETag, or 304 when the client's copy is current, as
+/// kube-apiserver serves aggregated discovery.
+fn discovery_response(req: &ApiRequest, document: discovery::Document) -> Response<Body> {
+    let etag = document.etag();
+    let mut response = if req
+        .header("if-none-match")
+        .is_some_and(|tag| document.matches_etag(tag))
+    {
+        let mut response = Response::new(h::full(Vec::new()));
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        h::json_with_type(StatusCode::OK, &document.body, document.content_type)
+    };
+    let headers = response.headers_mut();
+    if let Ok(etag) = http::HeaderValue::from_str(&etag) {
+        headers.insert(http::header::ETAG, etag);
+    }
+    headers.insert(http::header::VARY, http::HeaderValue::from_static("Accept"));
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("public"),
+    );
+    response
+}
+
 impl std::fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ControlPlane")
@@ -161,19 +187,15 @@ impl ControlPlane {
         match target {
             Target::CoreGroup => {
                 let address = req.header("host").unwrap_or("").to_owned();
-                let document = discovery::core_group(
-                    &self.registry,
-                    DiscoveryFormat::negotiate(accept.as_deref()),
-                    &address,
-                );
-                h::json_with_type(StatusCode::OK, &document.body, document.content_type)
+                let format = DiscoveryFormat::negotiate(accept.as_deref());
+                discovery_response(
+                    &req,
+                    discovery::core_group(&self.registry, format, &address),
+                )
             }
             Target::Groups => {
-                let document = discovery::groups(
-                    &self.registry,
-                    DiscoveryFormat::negotiate(accept.as_deref()),
-                );
-                h::json_with_type(StatusCode::OK, &document.body, document.content_type)
+                let format = DiscoveryFormat::negotiate(accept.as_deref());
+                discovery_response(&req, discovery::groups(&self.registry, format))
             }
             Target::Group(group) => found(discovery::group(&self.registry, &group)),
             Target::GroupVersion { group, version } => {

@@ -323,3 +323,129 @@ fn kubectl_gets_applies_and_deletes() {
             || String::from_utf8_lossy(&out.stderr).contains("not found")
     );
 }
+
+#[tokio::test]
+async fn kube_rs_discovers_resources_and_drives_them_dynamically() {
+    use kube::api::DynamicObject;
+    use kube::core::GroupVersionKind;
+    use kube::discovery::{verbs, Discovery};
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    let deployment = GroupVersionKind::gvk("apps", "v1", "Deployment");
+    for discovery in [
+        Discovery::new(client.clone())
+            .run_aggregated()
+            .await
+            .unwrap(),
+        Discovery::new(client.clone()).run().await.unwrap(),
+    ] {
+        let (resource, caps) = discovery
+            .resolve_gvk(&deployment)
+            .expect("deployments are discovered");
+        assert_eq!(resource.plural, "deployments");
+        assert!(caps.supports_operation(verbs::WATCH));
+        assert!(caps
+            .subresources
+            .iter()
+            .any(|(sub, _)| sub.plural == "deployments/scale" || sub.plural == "scale"));
+    }
+    let discovery = Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .unwrap();
+    let (resource, _) = discovery
+        .resolve_gvk(&GroupVersionKind::gvk("", "v1", "ConfigMap"))
+        .unwrap();
+    let dynamic: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+    let object: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dynamic"}, "data": {"x": "y"}
+    }))
+    .unwrap();
+    dynamic
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
+    let fetched = dynamic.get("dynamic").await.unwrap();
+    assert_eq!(fetched.data["data"]["x"], "y");
+
+    // Aggregated discovery carries an ETag and answers 304 to a client whose copy is current.
+    let accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+    let first = client
+        .send(
+            http::Request::get("/apis")
+                .header("accept", accept)
+                .body(Vec::new().into())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.headers()["content-type"], accept);
+    let etag = first.headers()["etag"].clone();
+    let again = client
+        .send(
+            http::Request::get("/apis")
+                .header("accept", accept)
+                .header("if-none-match", etag)
+                .body(Vec::new().into())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+}
+
+#[test]
+fn kubectl_discovers_resources() {
+    let server = KflexServer::start();
+    let Some(out) = kubectl(&server, &["api-resources"]) else {
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "deployments",
+        "deploy",
+        "configmaps",
+        "customresourcedefinitions",
+    ] {
+        assert!(stdout.contains(expected), "{expected} in {stdout}");
+    }
+    let out = kubectl(&server, &["version", "-o", "json"]).unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"minor\": \"33\""),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[tokio::test]
+async fn scope_mismatches_in_paths_are_not_found() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    for path in [
+        "/api/v1/namespaces/default/nodes",
+        "/api/v1/namespaces/default/nodes/n1",
+        "/api/v1/configmaps/some-name",
+        "/api/v1/namespaces/default/configmaps/x/nosuchsubresource",
+        "/apis/apps/v1/namespaces/default/widgets",
+    ] {
+        let request = http::Request::get(path).body(Vec::new()).unwrap();
+        let (code, reason) = api_error(
+            client
+                .request::<serde_json::Value>(request)
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!((code, reason.as_str()), (404, "NotFound"), "{path}");
+    }
+    // Cluster-wide lists of namespaced resources are served.
+    let request = http::Request::get("/api/v1/configmaps")
+        .body(Vec::new())
+        .unwrap();
+    let list: serde_json::Value = client.request(request).await.unwrap();
+    assert_eq!(list["kind"], "ConfigMapList");
+}

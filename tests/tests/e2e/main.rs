@@ -2,5 +2,6 @@
 
 mod api;
 mod cli;
+mod robustness;
 mod services;
 mod tenants;

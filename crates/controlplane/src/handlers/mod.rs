@@ -36,8 +36,11 @@ pub(crate) async fn handle(
         .registry()
         .lookup(&rr.group, &rr.version, &rr.resource)
         .ok_or_else(ApiError::path_not_found)?;
-    if def.namespaced != rr.namespace.is_some() && rr.name.is_some() && rr.resource != "namespaces"
-    {
+    let is_namespace = def.group.is_empty() && def.plural == "namespaces";
+    let cluster_scoped_in_namespace = !def.namespaced && rr.namespace.is_some() && !is_namespace;
+    let namespaced_object_without_namespace =
+        def.namespaced && rr.namespace.is_none() && rr.name.is_some();
+    if cluster_scoped_in_namespace || namespaced_object_without_namespace {
         return Err(ApiError::path_not_found());
     }
     if let Some(sub) = &rr.subresource {
