@@ -205,18 +205,10 @@ impl ControlPlane {
             Target::Health | Target::OpenApi(_) | Target::Other(_) => {
                 h::error(&ApiError::path_not_found())
             }
-            Target::Resource(rr) => {
-                if !h::accepts_json(accept.as_deref()) {
-                    return h::error(&ApiError::not_acceptable(format!(
-                        "only the following media types are accepted: application/json (asked for {})",
-                        accept.unwrap_or_default()
-                    )));
-                }
-                match handlers::handle(self, rr, req).await {
-                    Ok(response) => response,
-                    Err(error) => h::error(&error),
-                }
-            }
+            Target::Resource(rr) => match handlers::handle(self, rr, req).await {
+                Ok(response) => response,
+                Err(error) => h::error(&error),
+            },
         }
     }
 }

@@ -18,11 +18,13 @@ pub mod http;
 pub mod object;
 pub mod pki;
 pub mod registry;
+pub mod representation;
 pub mod request;
 mod router;
 pub mod selector;
 pub mod server;
 pub mod status;
+pub mod table;
 
 pub use controlplane::{ControlPlane, BOOTSTRAP_NAMESPACES, IMMORTAL_NAMESPACES};
 pub use router::{Router, TENANT_PREFIX};

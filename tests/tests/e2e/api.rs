@@ -459,3 +459,131 @@ fn kubectl_discovers_resources() {
         );
     }
 }
+
+#[tokio::test]
+async fn kube_rs_reads_metadata_only_and_gets_406_for_what_it_cannot_have() {
+    use kube::core::PartialObjectMeta;
+    use kube::runtime::WatchStreamExt;
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(
+        &PostParams::default(),
+        &configmap("meta", &[("m", "1")], &[("big", "payload")]),
+    )
+    .await
+    .unwrap();
+    let list = cms.list_metadata(&ListParams::default()).await.unwrap();
+    let item = list
+        .items
+        .iter()
+        .find(|i| i.metadata.name.as_deref() == Some("meta"))
+        .unwrap();
+    assert_eq!(item.metadata.labels.as_ref().unwrap()["m"], "1");
+    assert_eq!(
+        cms.get_metadata("meta")
+            .await
+            .unwrap()
+            .metadata
+            .name
+            .as_deref(),
+        Some("meta")
+    );
+
+    let metadata: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(client.clone(), "default");
+    let mut watched = watcher(metadata, watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(10), watched.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.metadata.name.as_deref(), Some("meta"));
+    cms.create(&PostParams::default(), &configmap("later", &[], &[]))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), watched.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.metadata.name.as_deref(), Some("later"));
+
+    let request = http::Request::get("/api/v1/namespaces/default/configmaps/meta")
+        .header("accept", "application/vnd.kubernetes.protobuf")
+        .body(Vec::new())
+        .unwrap();
+    let (code, reason) = api_error(
+        client
+            .request::<serde_json::Value>(request)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (406, "NotAcceptable"));
+}
+
+#[test]
+fn kubectl_prints_upstreams_columns() {
+    let server = KflexServer::start();
+    let manifest = server.data_dir.path().join("columns.json");
+    std::fs::write(
+        &manifest,
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"columns","namespace":"default"},"data":{"a":"1","b":"2"}}"#,
+    )
+    .unwrap();
+    for binary in kubectls() {
+        let namespaces = check(&binary, &kubectl(&binary, &server, &["get", "namespaces"]));
+        let header: Vec<&str> = namespaces
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            header,
+            ["NAME", "STATUS", "AGE"],
+            "{}: {namespaces}",
+            binary.display()
+        );
+        assert!(
+            namespaces
+                .lines()
+                .any(|l| l.starts_with("default") && l.contains("Active")),
+            "{namespaces}"
+        );
+
+        check(
+            &binary,
+            &kubectl(
+                &binary,
+                &server,
+                &[
+                    "apply",
+                    "--validate=false",
+                    "-f",
+                    manifest.to_str().unwrap(),
+                ],
+            ),
+        );
+        let configmaps = check(
+            &binary,
+            &kubectl(&binary, &server, &["get", "configmap", "columns"]),
+        );
+        let mut lines = configmaps
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>());
+        assert_eq!(
+            lines.next().unwrap_or_default(),
+            ["NAME", "DATA", "AGE"],
+            "{}: {configmaps}",
+            binary.display()
+        );
+        assert_eq!(
+            lines.next().unwrap_or_default()[..2],
+            ["columns", "2"],
+            "{}: {configmaps}",
+            binary.display()
+        );
+    }
+}

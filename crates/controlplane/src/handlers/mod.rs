@@ -10,6 +10,7 @@ mod write;
 use crate::controlplane::ControlPlane;
 use crate::http::{ApiRequest, Body};
 use crate::registry::ResourceDef;
+use crate::representation::Representation;
 use crate::request::{ResourceRequest, Verb};
 use crate::status::{self, ApiError};
 use bytes::Bytes;
@@ -24,6 +25,8 @@ pub(crate) struct Call<'a> {
     pub def: Arc<ResourceDef>,
     pub rr: ResourceRequest,
     pub req: ApiRequest,
+    /// The form reads are answered in (writes answer the object itself).
+    pub representation: Representation,
 }
 
 /// Serves a resource request.
@@ -54,7 +57,26 @@ pub(crate) async fn handle(
             &def.group_resource(),
         ));
     }
-    let call = Call { cp, def, rr, req };
+    let accept = req.header("accept");
+    let representation = match rr.verb {
+        Verb::Get | Verb::List | Verb::Watch => {
+            Representation::negotiate(accept, req.query.get("includeObject"))?
+        }
+        _ if crate::http::accepts_json(accept) => Representation::Object,
+        _ => {
+            return Err(ApiError::not_acceptable(format!(
+                "only the following media types are accepted: application/json (asked for {})",
+                accept.unwrap_or_default()
+            )))
+        }
+    };
+    let call = Call {
+        cp,
+        def,
+        rr,
+        req,
+        representation,
+    };
     match call.rr.verb {
         Verb::Get => read::get(&call).await,
         Verb::List => read::list(&call).await,

@@ -7,7 +7,7 @@ use crate::status::ApiError;
 use base64::Engine;
 use http::{Response, StatusCode};
 use kflex_storage_backends::{RangeRequest, StoreError};
-use serde_json::{json, Value};
+use serde_json::json;
 
 pub(super) async fn get(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let (kv, _) = call
@@ -17,7 +17,8 @@ pub(super) async fn get(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
         .await
         .map_err(|e| call.store_error(e))?;
     let kv = kv.ok_or_else(|| ApiError::not_found(&call.def.group_resource(), call.name()))?;
-    Ok(json(StatusCode::OK, &decode(&kv)?))
+    let object = call.representation.object(&call.def, decode(&kv)?);
+    Ok(json(StatusCode::OK, &object))
 }
 
 /// A list's continue token, as upstream encodes it: the snapshot revision and the key
@@ -213,11 +214,6 @@ pub(super) async fn list(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
             metadata.insert("remainingItemCount".into(), json!(remaining));
         }
     }
-    let list = json!({
-        "kind": call.def.list_kind,
-        "apiVersion": call.def.api_version(),
-        "metadata": Value::Object(metadata),
-        "items": items,
-    });
+    let list = call.representation.list(&call.def, metadata, items);
     Ok(json(StatusCode::OK, &list))
 }

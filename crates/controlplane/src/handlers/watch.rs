@@ -25,6 +25,8 @@ const BUFFER: usize = 1024;
 
 struct Watch {
     store: Arc<dyn Store>,
+    def: Arc<crate::registry::ResourceDef>,
+    representation: crate::representation::Representation,
     prefix: String,
     label: LabelSelector,
     field: FieldSelector,
@@ -78,6 +80,8 @@ pub(super) async fn watch(call: Call<'_>) -> Result<Response<Body>, ApiError> {
     };
     let watch = Watch {
         store,
+        def: call.def.clone(),
+        representation: call.representation,
         prefix,
         label,
         field,
@@ -116,6 +120,15 @@ impl Watch {
         initial_events_end: bool,
         mut after: i64,
     ) {
+        let mut first = true;
+        let mut object_line = |kind: &str, object: Value| {
+            let line = line(
+                kind,
+                &self.representation.watch_object(&self.def, object, first),
+            );
+            first = false;
+            line
+        };
         let send = |bytes: Bytes| {
             let out = out.clone();
             async move { out.send(bytes).await.map_err(|_| Gone) }
@@ -124,7 +137,7 @@ impl Watch {
             match self.initial_state(after).await {
                 Ok(objects) => {
                     for object in objects {
-                        if send(line("ADDED", &object)).await.is_err() {
+                        if send(object_line("ADDED", object)).await.is_err() {
                             return;
                         }
                     }
@@ -170,7 +183,7 @@ impl Watch {
                     after = event.revision();
                     match self.translate(&event) {
                         Ok(Some((kind, object))) => {
-                            if send(line(kind, &object)).await.is_err() {
+                            if send(object_line(kind, object)).await.is_err() {
                                 return;
                             }
                         }
