@@ -587,3 +587,117 @@ fn kubectl_prints_upstreams_columns() {
         );
     }
 }
+
+#[tokio::test]
+async fn kube_rs_scales_deployments_through_the_scale_subresource() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let server = KflexServer::start();
+    let deployments: Api<Deployment> = Api::namespaced(client(&server).await, "default");
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+        }
+    }))
+    .unwrap();
+    let created = deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    let scale = deployments.get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.as_ref().unwrap().replicas, Some(2));
+    assert_eq!(
+        scale.status.as_ref().unwrap().selector.as_deref(),
+        Some("app=web")
+    );
+
+    let patched = deployments
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.spec.unwrap().replicas, Some(5));
+    let after = deployments.get("web").await.unwrap();
+    assert_eq!(after.spec.unwrap().replicas, Some(5));
+    assert_eq!(
+        after.metadata.generation,
+        Some(2),
+        "a scale write changes the spec"
+    );
+
+    let mut replace = deployments.get_scale("web").await.unwrap();
+    replace.spec.as_mut().unwrap().replicas = Some(1);
+    let replaced = deployments
+        .replace_scale("web", &PostParams::default(), &replace)
+        .await
+        .unwrap();
+    assert_eq!(replaced.spec.unwrap().replicas, Some(1));
+    // A stale resourceVersion in the Scale is a conflict.
+    let (code, reason) = api_error(
+        deployments
+            .replace_scale("web", &PostParams::default(), &replace)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+}
+
+#[tokio::test]
+async fn namespaces_terminate_until_finalized_and_bootstrap_ones_are_immortal() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some("doomed".into());
+    let created = namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    assert_eq!(created.status.unwrap().phase.as_deref(), Some("Active"));
+    assert_eq!(
+        created.spec.unwrap().finalizers,
+        Some(vec!["kubernetes".to_string()])
+    );
+
+    namespaces
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
+    let terminating = namespaces.get("doomed").await.unwrap();
+    assert_eq!(
+        terminating.status.as_ref().unwrap().phase.as_deref(),
+        Some("Terminating")
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "doomed");
+    let (code, _) = api_error(
+        cms.create(&PostParams::default(), &configmap("late", &[], &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 403, "no new content in a terminating namespace");
+
+    let mut finalized = terminating.clone();
+    finalized.spec.as_mut().unwrap().finalizers = Some(vec![]);
+    let request = http::Request::put("/api/v1/namespaces/doomed/finalize")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&finalized).unwrap())
+        .unwrap();
+    client.request::<Namespace>(request).await.unwrap();
+    let (code, _) = api_error(namespaces.get("doomed").await.unwrap_err());
+    assert_eq!(code, 404, "finalized and gone");
+
+    let (code, reason) = api_error(
+        namespaces
+            .delete("kube-system", &DeleteParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"));
+}

@@ -4,6 +4,7 @@
 
 mod delete;
 mod read;
+mod scale;
 mod watch;
 mod write;
 

@@ -17,7 +17,11 @@ pub(super) async fn get(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
         .await
         .map_err(|e| call.store_error(e))?;
     let kv = kv.ok_or_else(|| ApiError::not_found(&call.def.group_resource(), call.name()))?;
-    let object = call.representation.object(&call.def, decode(&kv)?);
+    let mut object = decode(&kv)?;
+    if call.rr.subresource.as_deref() == Some("scale") {
+        object = super::scale::to_scale(&object);
+    }
+    let object = call.representation.object(&call.def, object);
     Ok(json(StatusCode::OK, &object))
 }
 

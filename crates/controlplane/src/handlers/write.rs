@@ -225,8 +225,15 @@ fn prepare_for_create(call: &Call<'_>, object: &mut Value) {
 }
 
 pub(super) async fn update(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
-    let mut sent = body_object(call)?;
-    place_in_namespace(call, &mut sent)?;
+    let scale = call.rr.subresource.as_deref() == Some("scale");
+    let mut sent = if scale {
+        json_body(call)?
+    } else {
+        body_object(call)?
+    };
+    if !scale {
+        place_in_namespace(call, &mut sent)?;
+    }
     let sent_name = meta_str(&sent, "name").unwrap_or("");
     if sent_name != call.name() {
         return Err(ApiError::bad_request(format!(
@@ -237,7 +244,30 @@ pub(super) async fn update(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     let precondition = meta_str(&sent, "resourceVersion")
         .filter(|rv| !rv.is_empty())
         .map(str::to_owned);
-    write_with_retries(call, precondition, |_current| Ok(sent.clone())).await
+    let written = write_with_retries(call, precondition, |current| {
+        if scale {
+            super::scale::apply_scale(current, &sent)
+        } else {
+            Ok(sent.clone())
+        }
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &respond(call, written)))
+}
+
+/// What a write answers: the object, or its `Scale` for the scale subresource.
+fn respond(call: &Call<'_>, written: Value) -> Value {
+    if call.rr.subresource.as_deref() == Some("scale") {
+        super::scale::to_scale(&written)
+    } else {
+        written
+    }
+}
+
+/// The request body as JSON (for bodies that are not the resource's own kind).
+fn json_body(call: &Call<'_>) -> Result<Value, ApiError> {
+    serde_json::from_slice(&call.req.body)
+        .map_err(|e| ApiError::bad_request(format!("json parse error: {e}")))
 }
 
 pub(super) async fn patch(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
@@ -266,8 +296,13 @@ pub(super) async fn patch(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
         .and_then(Value::as_str)
         .filter(|rv| !rv.is_empty())
         .map(str::to_owned);
-    write_with_retries(call, precondition, |current| {
-        let mut patched = current.clone();
+    let scale = call.rr.subresource.as_deref() == Some("scale");
+    let written = write_with_retries(call, precondition, |current| {
+        let mut patched = if scale {
+            super::scale::to_scale(current)
+        } else {
+            current.clone()
+        };
         match patch_type.as_str() {
             "application/json-patch+json" => {
                 let operations: json_patch::Patch = serde_json::from_value(patch.clone())
@@ -292,9 +327,13 @@ pub(super) async fn patch(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
                 "the patch turned the object into a non-object",
             ));
         }
+        if scale {
+            return super::scale::apply_scale(current, &patched);
+        }
         Ok(patched)
     })
-    .await
+    .await?;
+    Ok(json(StatusCode::OK, &respond(call, written)))
 }
 
 /// Reads the object, computes its new form with `change`, and writes it with a
@@ -303,7 +342,7 @@ async fn write_with_retries(
     call: &Call<'_>,
     precondition: Option<String>,
     change: impl Fn(&Value) -> Result<Value, ApiError>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Value, ApiError> {
     let key = call.key();
     let store = call.cp.store();
     let dry_run = call.dry_run()?;
@@ -323,13 +362,14 @@ async fn write_with_retries(
         check_type(call, &updated)?;
         merge_for_update(call, &current, &mut updated)?;
         if same_object(&current, &updated) {
-            return Ok(json(StatusCode::OK, &current));
+            return Ok(current);
         }
         if dry_run {
-            return Ok(json(StatusCode::OK, &updated));
+            return Ok(updated);
         }
         let deleting = meta_str(&updated, "deletionTimestamp").is_some()
-            && object::finalizers(&updated).is_empty();
+            && object::finalizers(&updated).is_empty()
+            && spec_finalizers(&updated).is_empty();
         let written = if deleting {
             store
                 .delete(key.as_bytes(), Some(kv.mod_revision))
@@ -343,7 +383,7 @@ async fn write_with_retries(
         match written {
             Ok(revision) => {
                 object::set_resource_version(&mut updated, revision);
-                return Ok(json(StatusCode::OK, &updated));
+                return Ok(updated);
             }
             Err(StoreError::Conflict {
                 current: Some(_), ..
@@ -361,6 +401,17 @@ async fn write_with_retries(
 /// (and only `status` there), generation counting, no new finalizers while deleting.
 fn merge_for_update(call: &Call<'_>, current: &Value, updated: &mut Value) -> Result<(), ApiError> {
     let status_write = call.rr.subresource.as_deref() == Some("status");
+    // A namespace's spec.finalizers change only through `finalize`, and `finalize`
+    // changes nothing else (upstream's namespace strategies).
+    if call.def.group.is_empty() && call.def.plural == "namespaces" {
+        if call.rr.subresource.as_deref() == Some("finalize") {
+            let finalizers = spec_finalizers(updated);
+            *updated = current.clone();
+            updated["spec"]["finalizers"] = json!(finalizers);
+            return Ok(());
+        }
+        updated["spec"]["finalizers"] = json!(spec_finalizers(current));
+    }
     if status_write {
         let status = updated.get("status").cloned();
         *updated = current.clone();
@@ -430,6 +481,18 @@ fn merge_for_update(call: &Call<'_>, current: &Value, updated: &mut Value) -> Re
         metadata_mut(updated).insert("generation".into(), json!(generation.unwrap_or(0) + 1));
     }
     Ok(())
+}
+
+/// A namespace's `spec.finalizers`.
+fn spec_finalizers(object: &Value) -> Vec<String> {
+    object["spec"]["finalizers"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|f| f.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Whether an update changes nothing (upstream then writes nothing).
