@@ -196,6 +196,16 @@ impl ApiError {
         )
     }
 
+    /// 429: the request would break a limit (a disruption budget), with its causes.
+    pub fn too_many_requests(message: impl Into<String>, causes: Vec<Cause>) -> Self {
+        let mut error = Self::new(429, "TooManyRequests", message);
+        error.details = Some(Box::new(Details {
+            causes,
+            ..Default::default()
+        }));
+        error
+    }
+
     /// 406: no acceptable representation.
     pub fn not_acceptable(message: impl Into<String>) -> Self {
         Self::new(406, "NotAcceptable", message)

@@ -13,9 +13,12 @@ use std::time::Duration;
 
 async fn client(server: &KflexServer) -> kube::Client {
     let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).expect("read the kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("a client configuration");
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("a client configuration");
+    // The tests check the server's first answer; kube-rs would retry 429/503/504.
+    config.default_retry = false;
     kube::Client::try_from(config).expect("a client")
 }
 
@@ -700,4 +703,163 @@ async fn namespaces_terminate_until_finalized_and_bootstrap_ones_are_immortal() 
             .unwrap_err(),
     );
     assert_eq!((code, reason.as_str()), (403, "Forbidden"));
+}
+
+#[tokio::test]
+async fn pod_subresources_answer_as_upstream_without_kubelets() {
+    use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use kube::api::EvictParams;
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod = |name: &str| -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "db"}},
+            "spec": {"containers": [{"name": "c", "image": "postgres"}]}
+        }))
+        .unwrap()
+    };
+    pods.create(&PostParams::default(), &pod("p1"))
+        .await
+        .unwrap();
+
+    // No node yet: the kubelet subresources fail at once with upstream's message.
+    let (code, reason) = api_error(pods.logs("p1", &Default::default()).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (400, "BadRequest"));
+
+    // Binding assigns a node, once.
+    let binding = Binding {
+        metadata: kube::api::ObjectMeta {
+            name: Some("p1".into()),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            kind: Some("Node".into()),
+            name: Some("node-1".into()),
+            ..Default::default()
+        },
+    };
+    let bind = |binding: &Binding| {
+        let request = http::Request::post("/api/v1/namespaces/default/pods/p1/binding")
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(binding).unwrap())
+            .unwrap();
+        client.request::<serde_json::Value>(request)
+    };
+    let answer = bind(&binding).await.unwrap();
+    assert_eq!(answer["status"], "Success");
+    assert_eq!(
+        pods.get("p1")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .node_name
+            .as_deref(),
+        Some("node-1")
+    );
+    let (code, _) = api_error(bind(&binding).await.unwrap_err());
+    assert_eq!(code, 409, "already assigned");
+    let (code, reason) = api_error(pods.logs("p1", &Default::default()).await.unwrap_err());
+    assert_eq!(
+        (code, reason.as_str()),
+        (500, "InternalError"),
+        "no kubelet to ask"
+    );
+
+    // Eviction of a running pod honours its disruption budget.
+    let mut running = pods.get_status("p1").await.unwrap();
+    running.status.get_or_insert_with(Default::default).phase = Some("Running".into());
+    pods.replace_status("p1", &PostParams::default(), &running)
+        .await
+        .unwrap();
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    let budget: PodDisruptionBudget = serde_json::from_value(serde_json::json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "db"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}
+    }))
+    .unwrap();
+    budgets
+        .create(&PostParams::default(), &budget)
+        .await
+        .unwrap();
+    let (code, reason) = api_error(pods.evict("p1", &EvictParams::default()).await.unwrap_err());
+    assert_eq!(
+        (code, reason.as_str()),
+        (429, "TooManyRequests"),
+        "the budget has no disruption to spare"
+    );
+    let mut allowing = budgets.get_status("db").await.unwrap();
+    allowing.status = serde_json::from_value(serde_json::json!({
+        "disruptionsAllowed": 1, "currentHealthy": 2, "desiredHealthy": 1, "expectedPods": 2
+    }))
+    .unwrap();
+    budgets
+        .replace_status("db", &PostParams::default(), &allowing)
+        .await
+        .unwrap();
+    pods.evict("p1", &EvictParams::default()).await.unwrap();
+    assert!(pods.get_opt("p1").await.unwrap().is_none(), "evicted");
+    assert_eq!(
+        budgets
+            .get_status("db")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .disruptions_allowed,
+        0,
+        "used up"
+    );
+
+    // A pending pod is evicted without a budget check, as upstream.
+    pods.create(&PostParams::default(), &pod("p2"))
+        .await
+        .unwrap();
+    pods.evict("p2", &EvictParams::default()).await.unwrap();
+    assert!(pods.get_opt("p2").await.unwrap().is_none());
+}
+
+#[test]
+fn kubectl_logs_and_exec_fail_fast_for_unscheduled_pods() {
+    let server = KflexServer::start();
+    let manifest = server.data_dir.path().join("pod.json");
+    std::fs::write(
+        &manifest,
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"lonely","namespace":"default"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#,
+    )
+    .unwrap();
+    for binary in kubectls() {
+        check(
+            &binary,
+            &kubectl(
+                &binary,
+                &server,
+                &[
+                    "apply",
+                    "--validate=false",
+                    "-f",
+                    manifest.to_str().unwrap(),
+                ],
+            ),
+        );
+        for args in [
+            &["logs", "lonely"][..],
+            &["exec", "lonely", "--", "true"][..],
+        ] {
+            let started = std::time::Instant::now();
+            let out = kubectl(&binary, &server, args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{}: {args:?}", binary.display());
+            assert!(
+                stderr.contains("does not have a host assigned"),
+                "{}: {args:?}: {stderr}",
+                binary.display()
+            );
+            assert!(started.elapsed() < Duration::from_secs(20), "never hangs");
+        }
+    }
 }

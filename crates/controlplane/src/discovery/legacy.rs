@@ -220,8 +220,21 @@ mod tests {
             .iter()
             .position(|n| *n == "pods")
             .unwrap_or(usize::MAX);
-        assert_eq!(names.get(pods + 1), Some(&"pods/status"));
-        assert_eq!(names.get(pods + 2), Some(&"podtemplates"));
+        let templates = names.iter().position(|n| *n == "podtemplates").unwrap_or(0);
+        let pod_subresources = &names[pods + 1..templates];
+        assert_eq!(
+            pod_subresources,
+            [
+                "pods/attach",
+                "pods/binding",
+                "pods/eviction",
+                "pods/exec",
+                "pods/log",
+                "pods/portforward",
+                "pods/proxy",
+                "pods/status"
+            ]
+        );
     }
 
     #[test]

@@ -15,35 +15,25 @@ const FOREGROUND: &str = "foregroundDeletion";
 
 /// The parts of `DeleteOptions` that deletion honours.
 #[derive(Default)]
-struct DeleteOptions {
+pub(super) struct DeleteOptions {
     uid: Option<String>,
     resource_version: Option<String>,
     propagation: Option<String>,
     dry_run: bool,
 }
 
-fn options(call: &Call<'_>) -> Result<DeleteOptions, ApiError> {
-    let mut options = DeleteOptions {
-        propagation: call.req.query.get("propagationPolicy").map(str::to_owned),
-        dry_run: call.dry_run()?,
-        ..Default::default()
-    };
-    if !call.req.body.iter().all(u8::is_ascii_whitespace) {
-        // kubectl sends the body without kind and apiVersion; accept it bare.
-        let body: Value = serde_json::from_slice(&call.req.body)
-            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+impl DeleteOptions {
+    /// Reads a `DeleteOptions` object (kubectl sends it without kind and apiVersion);
+    /// `Null` is no options.
+    pub(super) fn from_body(body: &Value, dry_run: bool) -> Result<Self, ApiError> {
         let preconditions = body.get("preconditions");
-        options.uid = preconditions
-            .and_then(|p| p.get("uid"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        options.resource_version = preconditions
-            .and_then(|p| p.get("resourceVersion"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        if let Some(policy) = body.get("propagationPolicy").and_then(Value::as_str) {
-            options.propagation = Some(policy.to_owned());
-        }
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+        let mut options = DeleteOptions {
+            uid: text(preconditions.and_then(|p| p.get("uid"))),
+            resource_version: text(preconditions.and_then(|p| p.get("resourceVersion"))),
+            propagation: text(body.get("propagationPolicy")),
+            dry_run,
+        };
         if body.get("orphanDependents").and_then(Value::as_bool) == Some(true)
             && options.propagation.is_none()
         {
@@ -52,13 +42,37 @@ fn options(call: &Call<'_>) -> Result<DeleteOptions, ApiError> {
         if let Some(dry_run) = body.get("dryRun").and_then(Value::as_array) {
             options.dry_run |= dry_run.iter().any(|v| v == "All");
         }
+        match options.propagation.as_deref() {
+            None | Some("Background" | "Foreground" | "Orphan") => Ok(options),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "propagationPolicy {other:?} is not supported: use Background, Foreground or Orphan"
+            ))),
+        }
     }
-    match options.propagation.as_deref() {
-        None | Some("Background" | "Foreground" | "Orphan") => Ok(options),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "propagationPolicy {other:?} is not supported: use Background, Foreground or Orphan"
-        ))),
+}
+
+/// The request's `DeleteOptions`: its body, and `propagationPolicy`/`dryRun` queries.
+fn options(call: &Call<'_>) -> Result<DeleteOptions, ApiError> {
+    let body: Value = if call.req.body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&call.req.body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    let mut options = DeleteOptions::from_body(&body, call.dry_run()?)?;
+    if options.propagation.is_none() {
+        if let Some(policy) = call.req.query.get("propagationPolicy") {
+            options = DeleteOptions::from_body(
+                &serde_json::json!({"propagationPolicy": policy}),
+                options.dry_run,
+            )
+            .map(|from_query| DeleteOptions {
+                propagation: from_query.propagation,
+                ..options
+            })?;
+        }
     }
+    Ok(options)
 }
 
 pub(super) async fn delete(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
@@ -70,7 +84,7 @@ pub(super) async fn delete(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
 
 /// Deletes the object at `key`, or marks it deleted while finalizers remain. Returns the
 /// object as it was deleted or as it now is.
-async fn delete_object(
+pub(super) async fn delete_object(
     call: &Call<'_>,
     key: &str,
     name: &str,

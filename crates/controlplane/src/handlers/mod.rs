@@ -3,6 +3,7 @@
 //! and `metadata.resourceVersion` is the store revision of an object's last write.
 
 mod delete;
+mod pods;
 mod read;
 mod scale;
 mod watch;
@@ -78,6 +79,9 @@ pub(crate) async fn handle(
         req,
         representation,
     };
+    if let Some(answer) = pods::handle(&call).await {
+        return answer;
+    }
     match call.rr.verb {
         Verb::Get => read::get(&call).await,
         Verb::List => read::list(&call).await,

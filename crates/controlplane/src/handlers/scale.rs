@@ -50,7 +50,7 @@ pub(super) fn apply_scale(current: &Value, scale: &Value) -> Result<Value, ApiEr
 
 /// A selector as `Scale.status.selector` renders it: `metav1.FormatLabelSelector` for a
 /// label selector (`a=b,c in (x,y)`), `a=b` pairs for a replication controller's map.
-fn selector_text(selector: &Value) -> String {
+pub(super) fn selector_text(selector: &Value) -> String {
     let Some(map) = selector.as_object() else {
         return String::new();
     };

@@ -29,7 +29,7 @@ const RESOURCES: &[Row] = &[
     ("", "v1", "Node", "nodes", "node", 0, &["no"], &["status"]),
     ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", NS, &["pvc"], &["status"]),
     ("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", 0, &["pv"], &["status"]),
-    ("", "v1", "Pod", "pods", "pod", NS | ALL, &["po"], &["status"]),
+    ("", "v1", "Pod", "pods", "pod", NS | ALL, &["po"], &["status", "binding", "eviction", "log", "exec", "attach", "portforward", "proxy"]),
     ("", "v1", "PodTemplate", "podtemplates", "podtemplate", NS, &[], &[]),
     ("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", NS | GEN | ALL, &["rc"], &["status", "scale"]),
     ("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", NS, &["quota"], &["status"]),
