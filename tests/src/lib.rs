@@ -124,6 +124,14 @@ impl KflexServer {
     }
 }
 
+impl KflexServer {
+    /// Stops the server (SIGKILL), keeping its data directory for inspection.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for KflexServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

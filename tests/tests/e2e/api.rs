@@ -863,3 +863,83 @@ fn kubectl_logs_and_exec_fail_fast_for_unscheduled_pods() {
         }
     }
 }
+
+#[tokio::test]
+async fn kube_rs_streaming_lists_end_initial_events_with_a_bookmark() {
+    let server = KflexServer::start();
+    let cms: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    for name in ["s1", "s2"] {
+        cms.create(&PostParams::default(), &configmap(name, &[], &[]))
+            .await
+            .unwrap();
+    }
+    // streaming_lists() waits for the `k8s.io/initial-events-end` bookmark before InitDone.
+    let mut events = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            watcher::Event::InitApply(cm) => initial.push(cm.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    initial.sort();
+    assert_eq!(initial, ["s1", "s2"]);
+    cms.create(&PostParams::default(), &configmap("s3", &[], &[]))
+        .await
+        .unwrap();
+    loop {
+        if let watcher::Event::Apply(cm) =
+            tokio::time::timeout(Duration::from_secs(10), events.try_next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+        {
+            assert_eq!(cm.metadata.name.as_deref(), Some("s3"));
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn events_are_stored_with_the_event_time_to_live() {
+    use k8s_openapi::api::core::v1::Event;
+    let mut server = KflexServer::start();
+    let events: Api<Event> = Api::namespaced(client(&server).await, "default");
+    let event: Event = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "e1"},
+        "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+        "reason": "Tested", "message": "kept for an hour", "type": "Normal"
+    }))
+    .unwrap();
+    events.create(&PostParams::default(), &event).await.unwrap();
+    let by_reason = events
+        .list(&ListParams::default().fields("reason=Tested"))
+        .await
+        .unwrap();
+    assert_eq!(by_reason.items.len(), 1);
+    // The hosting API's own store holds the event with a one-hour time-to-live.
+    server.stop();
+    use kflex_storage_backends::Store;
+    let store = kflex_storage_backends::sqlite::SqliteStore::open(
+        server.data_dir.path().join("host.db"),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let (kv, _) = store
+        .get(b"/registry/events/default/e1", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        kv.expect("the event is stored").ttl,
+        Some(Duration::from_secs(3600))
+    );
+}

@@ -170,7 +170,7 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
         match call
             .cp
             .store()
-            .create(key.as_bytes(), encode(&object), None)
+            .create(key.as_bytes(), encode(&object), call.def.time_to_live())
             .await
         {
             Ok(revision) => {
@@ -377,7 +377,12 @@ async fn write_with_retries(
                 .map(|(rev, _)| rev)
         } else {
             store
-                .update(key.as_bytes(), encode(&updated), kv.mod_revision, None)
+                .update(
+                    key.as_bytes(),
+                    encode(&updated),
+                    kv.mod_revision,
+                    call.def.time_to_live(),
+                )
                 .await
         };
         match written {

@@ -33,6 +33,9 @@ pub struct ResourceDef {
     pub storage_prefix: String,
 }
 
+/// How long Events are kept (kube-apiserver's `--event-ttl` default).
+pub const EVENT_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The verbs of an ordinary stored resource.
 pub const CRUD_VERBS: [&str; 8] = [
     "create",
@@ -66,6 +69,14 @@ impl ResourceDef {
     /// Whether the resource serves `verb`.
     pub fn serves(&self, verb: &str) -> bool {
         self.verbs.contains(&verb)
+    }
+
+    /// How long the store keeps an object after its last write: Events expire after an
+    /// hour, as with kube-apiserver's default `--event-ttl`; other objects live until
+    /// deleted.
+    pub fn time_to_live(&self) -> Option<std::time::Duration> {
+        (self.plural == "events" && matches!(self.group.as_str(), "" | "events.k8s.io"))
+            .then_some(EVENT_TTL)
     }
 
     /// Whether the resource has a `status` subresource.
