@@ -6,7 +6,7 @@ use crate::http::{json, Body};
 use crate::object::{self, meta_str, metadata_mut};
 use crate::status::ApiError;
 use http::{Response, StatusCode};
-use kflex_storage_backends::{RangeRequest, StoreError};
+use kflex_storage_backends::StoreError;
 use serde_json::{json, Value};
 
 /// The finalizers upstream adds for the propagation policies the garbage collector runs.
@@ -198,15 +198,7 @@ pub(super) async fn delete_collection(call: &Call<'_>) -> Result<Response<Body>,
     let options = options(call)?;
     let (label, field) = read::selectors(call)?;
     let prefix = call.def.collection_prefix(call.namespace());
-    let page = call
-        .cp
-        .store()
-        .range(RangeRequest {
-            prefix: prefix.into_bytes(),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| call.store_error(e))?;
+    let page = call.everything_under(prefix).await?;
     let mut deleted = Vec::new();
     for kv in &page.kvs {
         let object = decode(kv)?;

@@ -110,6 +110,33 @@ impl Call<'_> {
         self.def.key(self.namespace(), self.name())
     }
 
+    /// The object the path names, and its resource version; 404 when it does not exist.
+    async fn current(&self) -> Result<(Value, i64), ApiError> {
+        let (kv, _) = self
+            .cp
+            .store()
+            .get(self.key().as_bytes(), None)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let kv = kv.ok_or_else(|| ApiError::not_found(&self.def.group_resource(), self.name()))?;
+        Ok((decode(&kv)?, kv.mod_revision))
+    }
+
+    /// Every stored value under `prefix`, read at one revision.
+    async fn everything_under(
+        &self,
+        prefix: String,
+    ) -> Result<kflex_storage_backends::RangeResponse, ApiError> {
+        self.cp
+            .store()
+            .range(kflex_storage_backends::RangeRequest {
+                prefix: prefix.into_bytes(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| self.store_error(e))
+    }
+
     /// A store error as the API reports it for this request's object.
     fn store_error(&self, error: kflex_storage_backends::StoreError) -> ApiError {
         status::from_store(error, &self.def.group_resource(), self.name())

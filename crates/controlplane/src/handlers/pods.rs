@@ -9,7 +9,7 @@ use crate::request::Verb;
 use crate::selector::LabelSelector;
 use crate::status::{ApiError, Cause, GroupResource};
 use http::{Response, StatusCode};
-use kflex_storage_backends::{RangeRequest, StoreError};
+use kflex_storage_backends::StoreError;
 use serde_json::{json, Value};
 
 /// Serves a pod subresource other than `status`; `None` when `call` is not one.
@@ -28,17 +28,6 @@ pub(super) async fn handle(call: &Call<'_>) -> Option<Result<Response<Body>, Api
             &call.def.group_resource(),
         )),
     })
-}
-
-async fn pod(call: &Call<'_>) -> Result<(Value, i64), ApiError> {
-    let (kv, _) = call
-        .cp
-        .store()
-        .get(call.key().as_bytes(), None)
-        .await
-        .map_err(|e| call.store_error(e))?;
-    let kv = kv.ok_or_else(|| ApiError::not_found(&call.def.group_resource(), call.name()))?;
-    Ok((decode(&kv)?, kv.mod_revision))
 }
 
 fn success(code: StatusCode) -> Response<Body> {
@@ -74,7 +63,7 @@ async fn bind(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
         ));
     }
     loop {
-        let (mut pod, revision) = pod(call).await?;
+        let (mut pod, revision) = call.current().await?;
         if meta_str(&pod, "deletionTimestamp").is_some() {
             return Err(ApiError::conflict_because(
                 &call.def.group_resource(),
@@ -115,7 +104,7 @@ async fn bind(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
 async fn evict(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let eviction = body(call)?;
     let options = &eviction["deleteOptions"];
-    let (pod, _) = pod(call).await?;
+    let (pod, _) = call.current().await?;
     let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
     let running = phase == "Running" && meta_str(&pod, "deletionTimestamp").is_none();
     if running {
@@ -129,15 +118,7 @@ async fn evict(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
 async fn use_disruption_budget(call: &Call<'_>, pod: &Value) -> Result<(), ApiError> {
     let namespace = call.namespace().unwrap_or("default");
     let prefix = format!("/registry/poddisruptionbudgets/{namespace}/");
-    let budgets = call
-        .cp
-        .store()
-        .range(RangeRequest {
-            prefix: prefix.into_bytes(),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| call.store_error(e))?;
+    let budgets = call.everything_under(prefix).await?;
     let mut matching = Vec::new();
     for kv in &budgets.kvs {
         let budget = decode(kv)?;
@@ -191,7 +172,7 @@ async fn use_disruption_budget(call: &Call<'_>, pod: &Value) -> Result<(), ApiEr
 /// with a node the error upstream gives when it cannot reach the kubelet (500; not 503,
 /// which clients retry), since kflex runs no kubelets.
 async fn kubelet(call: &Call<'_>, subresource: &str) -> Result<Response<Body>, ApiError> {
-    let (pod, _) = pod(call).await?;
+    let (pod, _) = call.current().await?;
     let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
     if node.is_empty() {
         return Err(ApiError::bad_request(format!(

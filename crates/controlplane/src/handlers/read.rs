@@ -10,14 +10,7 @@ use kflex_storage_backends::{RangeRequest, StoreError};
 use serde_json::json;
 
 pub(super) async fn get(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
-    let (kv, _) = call
-        .cp
-        .store()
-        .get(call.key().as_bytes(), None)
-        .await
-        .map_err(|e| call.store_error(e))?;
-    let kv = kv.ok_or_else(|| ApiError::not_found(&call.def.group_resource(), call.name()))?;
-    let mut object = decode(&kv)?;
+    let (mut object, _) = call.current().await?;
     if call.rr.subresource.as_deref() == Some("scale") {
         object = super::scale::to_scale(&object);
     }
