@@ -79,8 +79,12 @@ pub struct KflexServer {
 impl KflexServer {
     /// Starts `kflex serve` and waits until it serves (at most 30 s).
     pub fn start() -> Self {
+        Self::start_in(tempfile::tempdir().expect("a data directory for the server"))
+    }
+
+    /// Starts `kflex serve` on an existing data directory (a restart).
+    pub fn start_in(dir: tempfile::TempDir) -> Self {
         use std::io::BufRead;
-        let dir = tempfile::tempdir().expect("a data directory for the server");
         let kubeconfig = dir.path().join("admin.kubeconfig");
         let mut child = std::process::Command::new(kflex_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -129,6 +133,26 @@ impl KflexServer {
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Asks the server to stop as an operator would (SIGTERM), waits at most 10 s, and
+    /// returns its exit status and its data directory.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
+        // SAFETY: kill(2) on the pid of a child this value owns and has not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let status = loop {
+            match self.child.try_wait().expect("wait for kflex") {
+                Some(status) => break status,
+                None if std::time::Instant::now() > deadline => {
+                    panic!("kflex did not stop within 10 s of SIGTERM")
+                }
+                None => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        };
+        let dir = tempfile::tempdir().expect("placeholder directory");
+        let data_dir = std::mem::replace(&mut self.data_dir, dir);
+        (status, data_dir)
     }
 }
 
