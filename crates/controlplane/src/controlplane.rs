@@ -6,7 +6,7 @@ use crate::handlers;
 use crate::http::{self as h, ApiRequest, Body};
 use crate::registry::{ResourceDef, ResourceRegistry};
 use crate::request::{self, Target};
-use crate::status::{self, ApiError, GroupResource};
+use crate::status::{self, ApiError};
 use http::{Response, StatusCode};
 use kflex_storage_backends::{Store, StoreError};
 use serde_json::{json, Value};
@@ -127,6 +127,18 @@ impl ControlPlane {
         &self.registry
     }
 
+    /// A built-in resource this control plane always serves.
+    pub(crate) fn builtin(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Result<Arc<ResourceDef>, ApiError> {
+        self.registry.lookup(group, version, plural).ok_or_else(|| {
+            ApiError::internal(format!("the built-in resource {plural} is not registered"))
+        })
+    }
+
     /// Whether `def` is a custom resource (served from a CustomResourceDefinition).
     pub fn is_custom_resource(&self, def: &ResourceDef) -> bool {
         def.custom
@@ -139,14 +151,11 @@ impl ControlPlane {
         namespace: Option<&str>,
     ) -> Result<(), ApiError> {
         let Some(ns) = namespace else { return Ok(()) };
-        let gr = GroupResource {
-            group: String::new(),
-            resource: "namespaces".into(),
-        };
-        let key = format!("/registry/namespaces/{ns}");
+        let namespaces = self.builtin("", "v1", "namespaces")?;
+        let gr = namespaces.group_resource();
         let (kv, _) = self
             .store
-            .get(key.as_bytes(), None)
+            .get(namespaces.key(None, ns).as_bytes(), None)
             .await
             .map_err(|e| status::from_store(e, &gr, ns))?;
         let kv = kv.ok_or_else(|| ApiError::not_found(&gr, ns))?;

@@ -88,21 +88,7 @@ impl Representation {
 
     /// One object in this form (a Table of one row, for a Table).
     pub fn object(&self, def: &ResourceDef, object: Value) -> Value {
-        match *self {
-            Representation::Object => object,
-            Representation::Metadata { version } => partial(&object, version),
-            Representation::Table { version, include } => {
-                let rv = resource_version(&object);
-                table::table(
-                    def,
-                    &[object],
-                    json!({"resourceVersion": rv}),
-                    version,
-                    include,
-                    true,
-                )
-            }
-        }
+        self.watch_object(def, object, true)
     }
 
     /// A list in this form; `metadata` is the list's metadata.
@@ -135,6 +121,8 @@ impl Representation {
     /// event only, as upstream.
     pub fn watch_object(&self, def: &ResourceDef, object: Value, first: bool) -> Value {
         match *self {
+            Representation::Object => object,
+            Representation::Metadata { version } => partial(&object, version),
             Representation::Table { version, include } => {
                 let rv = resource_version(&object);
                 table::table(
@@ -146,7 +134,6 @@ impl Representation {
                     first,
                 )
             }
-            _ => self.object(def, object),
         }
     }
 }

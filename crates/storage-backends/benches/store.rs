@@ -193,7 +193,7 @@ async fn watch_latency(
     let prefix = format!("{run}/watched/");
     let from = store.current_revision().await.expect("revision");
     let mut watch = store.watch(prefix.as_bytes(), from).await.expect("watch");
-    let sent: Arc<dashmap_lite::Sent> = Arc::new(dashmap_lite::Sent::default());
+    let sent: Arc<sent_times::SentTimes> = Arc::new(sent_times::SentTimes::default());
     let epoch = Instant::now();
     let writes = {
         let (store, sent, prefix) = (store.clone(), sent.clone(), prefix.clone());
@@ -233,15 +233,15 @@ async fn watch_latency(
 }
 
 /// The send time of each watched key.
-mod dashmap_lite {
+mod sent_times {
     use std::collections::HashMap;
     use std::sync::Mutex;
     use std::time::Duration;
 
     #[derive(Default)]
-    pub struct Sent(Mutex<HashMap<String, Duration>>);
+    pub struct SentTimes(Mutex<HashMap<String, Duration>>);
 
-    impl Sent {
+    impl SentTimes {
         pub fn record(&self, key: &str, at: Duration) {
             self.0.lock().unwrap().insert(key.to_owned(), at);
         }

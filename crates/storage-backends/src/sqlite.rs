@@ -118,22 +118,27 @@ impl SqliteStore {
     }
 }
 
+/// The files of the store at `path`: the database, its WAL files and its lock file.
 fn store_files(path: &Path) -> Vec<PathBuf> {
-    ["", "-wal", "-shm", ".lock"]
+    ["", "-wal", "-shm", LOCK_SUFFIX]
         .iter()
-        .map(|suffix| {
-            let mut name = path.as_os_str().to_owned();
-            name.push(suffix);
-            PathBuf::from(name)
-        })
+        .map(|suffix| with_suffix(path, suffix))
         .collect()
+}
+
+/// The suffix of the lock file beside a store's database.
+const LOCK_SUFFIX: &str = ".lock";
+
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// Takes an exclusive lock on `<path>.lock`, held while the store is open.
 fn lock_store(path: &Path) -> Result<File> {
-    let lock_path = store_files(path)
-        .pop()
-        .unwrap_or_else(|| path.with_extension("lock"));
+    let lock_path = with_suffix(path, LOCK_SUFFIX);
     let file = File::options()
         .create(true)
         .truncate(false)

@@ -7,7 +7,7 @@ use crate::http::{json, Body};
 use crate::object::meta_str;
 use crate::request::Verb;
 use crate::selector::LabelSelector;
-use crate::status::{ApiError, Cause, GroupResource};
+use crate::status::{ApiError, Cause};
 use http::{Response, StatusCode};
 use kflex_storage_backends::StoreError;
 use serde_json::{json, Value};
@@ -116,9 +116,10 @@ async fn evict(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
 }
 
 async fn use_disruption_budget(call: &Call<'_>, pod: &Value) -> Result<(), ApiError> {
-    let namespace = call.namespace().unwrap_or("default");
-    let prefix = format!("/registry/poddisruptionbudgets/{namespace}/");
-    let budgets = call.everything_under(prefix).await?;
+    let budget_def = call.cp.builtin("policy", "v1", "poddisruptionbudgets")?;
+    let budgets = call
+        .everything_under(budget_def.collection_prefix(call.namespace()))
+        .await?;
     let mut matching = Vec::new();
     for kv in &budgets.kvs {
         let budget = decode(kv)?;
@@ -156,10 +157,7 @@ async fn use_disruption_budget(call: &Call<'_>, pod: &Value) -> Result<(), ApiEr
         ));
     }
     budget["status"]["disruptionsAllowed"] = json!(allowed - 1);
-    let gr = GroupResource {
-        group: "policy".into(),
-        resource: "poddisruptionbudgets".into(),
-    };
+    let gr = budget_def.group_resource();
     call.cp
         .store()
         .update(key.as_bytes(), encode(&budget), revision, None)

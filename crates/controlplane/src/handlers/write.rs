@@ -53,31 +53,20 @@ fn check_type(call: &Call<'_>, object: &Value) -> Result<(), ApiError> {
             "Object 'Kind' is missing in '{object}'"
         )));
     }
-    if kind != call.def.kind || api_version != call.def.api_version() {
+    // Upstream reports a wrong kind before a wrong version.
+    if kind != call.def.kind {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({})",
+            call.def.kind
+        )));
+    }
+    if api_version != call.def.api_version() {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({api_version}) does not match the expected API version ({})",
             call.def.api_version()
-        ))
-        .with_kind_hint(kind, &call.def.kind));
+        )));
     }
     Ok(())
-}
-
-trait KindHint {
-    fn with_kind_hint(self, sent: &str, expected: &str) -> Self;
-}
-
-impl KindHint for ApiError {
-    /// Upstream reports a wrong kind rather than a wrong version when the kind differs.
-    fn with_kind_hint(self, sent: &str, expected: &str) -> Self {
-        if sent != expected {
-            ApiError::bad_request(format!(
-                "the kind in the data ({sent}) does not match the expected kind ({expected})"
-            ))
-        } else {
-            self
-        }
-    }
 }
 
 /// The body's namespace must be empty or the path's; it becomes the path's.
