@@ -21,6 +21,7 @@ pub mod registry;
 pub mod representation;
 pub mod request;
 mod router;
+pub mod schema;
 pub mod selector;
 pub mod server;
 pub mod status;
