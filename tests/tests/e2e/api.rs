@@ -1,26 +1,14 @@
 //! The API server through the real binary: kube-rs's typed and watcher APIs, errors as
 //! `metav1.Status`, and kubectl where it is installed.
 
+use crate::support::{api_error, check, client, kubectl, kubectls};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kflex_e2e::KflexServer;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
-
-async fn client(server: &KflexServer) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).expect("read the kubeconfig");
-    let mut config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .expect("a client configuration");
-    // The tests check the server's first answer; kube-rs would retry 429/503/504.
-    config.default_retry = false;
-    kube::Client::try_from(config).expect("a client")
-}
 
 fn configmap(name: &str, labels: &[(&str, &str)], data: &[(&str, &str)]) -> ConfigMap {
     let mut cm = ConfigMap::default();
@@ -37,13 +25,6 @@ fn configmap(name: &str, labels: &[(&str, &str)], data: &[(&str, &str)]) -> Conf
             .collect::<BTreeMap<_, _>>(),
     );
     cm
-}
-
-fn api_error(error: kube::Error) -> (u16, String) {
-    match error {
-        kube::Error::Api(status) => (status.code, status.reason.clone()),
-        other => panic!("expected an API error, got {other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -254,61 +235,6 @@ async fn tenants_credentials_and_errors_are_enforced() {
             .unwrap_err(),
     );
     assert_eq!(code, 404);
-}
-
-/// Every kubectl version to test against: `kubectl.1.NN` binaries (on PATH, or in
-/// `KFLEX_KUBECTL_DIR`, or where the Google Cloud SDK keeps them), else plain `kubectl`.
-/// Empty (and says so) when there is none.
-fn kubectls() -> Vec<std::path::PathBuf> {
-    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("KFLEX_KUBECTL_DIR")
-        .into_iter()
-        .map(Into::into)
-        .collect();
-    dirs.push("/usr/lib/google-cloud-sdk/bin".into());
-    dirs.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
-    let mut found: Vec<std::path::PathBuf> = Vec::new();
-    for minor in 27..=33 {
-        let name = format!("kubectl.1.{minor}");
-        if let Some(path) = dirs.iter().map(|d| d.join(&name)).find(|p| p.is_file()) {
-            found.push(path);
-        }
-    }
-    if found.is_empty() {
-        if let Some(path) = dirs.iter().map(|d| d.join("kubectl")).find(|p| p.is_file()) {
-            found.push(path);
-        }
-    }
-    if found.is_empty() {
-        eprintln!("no kubectl found: skipping the kubectl checks");
-    }
-    found
-}
-
-fn kubectl(binary: &std::path::Path, server: &KflexServer, args: &[&str]) -> std::process::Output {
-    let cache = server
-        .data_dir
-        .path()
-        .join(format!("cache-{}", binary.display()).replace('/', "_"));
-    Command::new(binary)
-        .arg("--kubeconfig")
-        .arg(&server.kubeconfig)
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()))
-}
-
-fn check(binary: &std::path::Path, out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        binary.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -4,4 +4,5 @@ mod api;
 mod cli;
 mod robustness;
 mod services;
+mod support;
 mod tenants;

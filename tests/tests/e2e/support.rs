@@ -1,0 +1,84 @@
+//! What the end-to-end tests share: a kube-rs client for a running server, and the kubectl
+//! binaries on this machine.
+
+use kflex_e2e::KflexServer;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A kube-rs client for `server`'s admin kubeconfig, with kube-rs's retries off.
+pub async fn client(server: &KflexServer) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).expect("read the kubeconfig");
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("a client configuration");
+    // The tests check the server's first answer; kube-rs would retry 429/503/504.
+    config.default_retry = false;
+    kube::Client::try_from(config).expect("a client")
+}
+
+/// An API error's code and reason; panics on any other error.
+pub fn api_error(error: kube::Error) -> (u16, String) {
+    match error {
+        kube::Error::Api(status) => (status.code, status.reason.clone()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// Every kubectl version to test against: `kubectl.1.NN` binaries (on PATH, or in
+/// `KFLEX_KUBECTL_DIR`, or where the Google Cloud SDK keeps them), else plain `kubectl`.
+/// Empty (and says so) when there is none.
+pub fn kubectls() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("KFLEX_KUBECTL_DIR")
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    dirs.push("/usr/lib/google-cloud-sdk/bin".into());
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let mut found: Vec<PathBuf> = Vec::new();
+    for minor in 27..=33 {
+        let name = format!("kubectl.1.{minor}");
+        if let Some(path) = dirs.iter().map(|d| d.join(&name)).find(|p| p.is_file()) {
+            found.push(path);
+        }
+    }
+    if found.is_empty() {
+        if let Some(path) = dirs.iter().map(|d| d.join("kubectl")).find(|p| p.is_file()) {
+            found.push(path);
+        }
+    }
+    if found.is_empty() {
+        eprintln!("no kubectl found: skipping the kubectl checks");
+    }
+    found
+}
+
+/// Runs `binary` against `server` with its own discovery cache.
+pub fn kubectl(binary: &Path, server: &KflexServer, args: &[&str]) -> Output {
+    let cache = server
+        .data_dir
+        .path()
+        .join(format!("cache-{}", binary.display()).replace('/', "_"));
+    Command::new(binary)
+        .arg("--kubeconfig")
+        .arg(&server.kubeconfig)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()))
+}
+
+/// The command's stdout; panics with its stderr when it failed.
+pub fn check(binary: &Path, out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        binary.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
