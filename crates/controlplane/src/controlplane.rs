@@ -7,6 +7,7 @@ use crate::http::{self as h, ApiRequest, Body};
 use crate::registry::{ResourceDef, ResourceRegistry};
 use crate::request::{self, Target};
 use crate::status::{self, ApiError};
+use crate::watch_cache::WatchCaches;
 use http::{Response, StatusCode};
 use kflex_storage_backends::{Store, StoreError};
 use serde_json::{json, Value};
@@ -24,6 +25,7 @@ pub struct ControlPlane {
     store: Arc<dyn Store>,
     registry: ResourceRegistry,
     authenticator: Authenticator,
+    watch_caches: Arc<WatchCaches>,
 }
 
 /// A discovery document with its ETag, or 304 when the client's copy is current, as
@@ -73,6 +75,7 @@ impl ControlPlane {
             store,
             registry: ResourceRegistry::builtin(),
             authenticator,
+            watch_caches: Arc::default(),
         };
         cp.bootstrap().await?;
         Ok(Arc::new(cp))
@@ -120,6 +123,11 @@ impl ControlPlane {
     /// Its store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The shared store watches of its watched resources.
+    pub fn watch_caches(&self) -> &Arc<WatchCaches> {
+        &self.watch_caches
     }
 
     /// Its resources.

@@ -26,6 +26,7 @@ pub mod selector;
 pub mod server;
 pub mod status;
 pub mod table;
+pub mod watch_cache;
 
 pub use controlplane::{ControlPlane, BOOTSTRAP_NAMESPACES, IMMORTAL_NAMESPACES};
 pub use router::{Router, TENANT_PREFIX};

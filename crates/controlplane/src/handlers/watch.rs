@@ -6,6 +6,7 @@ use crate::http::{stream, Body};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
@@ -14,7 +15,8 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::{BroadcastStream, ReceiverStream};
 
 /// Watches end after this long unless the client asks for less (upstream: 30 to 60 min).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -25,6 +27,7 @@ const BUFFER: usize = 1024;
 
 struct Watch {
     store: Arc<dyn Store>,
+    caches: Arc<crate::watch_cache::WatchCaches>,
     def: Arc<crate::registry::ResourceDef>,
     representation: crate::representation::Representation,
     prefix: String,
@@ -80,6 +83,7 @@ pub(super) async fn watch(call: Call<'_>) -> Result<Response<Body>, ApiError> {
     };
     let watch = Watch {
         store,
+        caches: call.cp.watch_caches().clone(),
         def: call.def.clone(),
         representation: call.representation,
         prefix,
@@ -154,7 +158,7 @@ impl Watch {
                 }
             }
         }
-        let mut events = match self.store.watch(self.prefix.as_bytes(), after).await {
+        let mut events = match self.events(after).await {
             Ok(events) => events,
             Err(error) => {
                 let _ = send(line("ERROR", &self.error(error).to_json())).await;
@@ -180,6 +184,11 @@ impl Watch {
                         }
                         None => return,
                     };
+                    // The shared watch carries the whole resource, and its live
+                    // stream may repeat what was replayed.
+                    if event.revision() <= after || !event.kv.key.starts_with(self.prefix.as_bytes()) {
+                        continue;
+                    }
                     after = event.revision();
                     match self.translate(&event) {
                         Ok(Some((kind, object))) => {
@@ -196,6 +205,43 @@ impl Watch {
                 }
             }
         }
+    }
+
+    /// The changes after `after`: from the resource's shared watch when it reaches back
+    /// that far, else from a store watch of this watcher's own.
+    async fn events(
+        &self,
+        after: i64,
+    ) -> Result<BoxStream<'static, Result<Arc<Event>, StoreError>>, StoreError> {
+        let shared = self
+            .caches
+            .subscribe(
+                &self.store,
+                &self.def.storage_prefix,
+                self.prefix.as_bytes(),
+                after,
+            )
+            .await?;
+        Ok(match shared {
+            Some((cache, subscription)) => {
+                let live = BroadcastStream::new(subscription.live).map(move |event| {
+                    // The stream keeps the shared watch alive while this watcher lasts.
+                    let _ = &cache;
+                    event.map_err(|BroadcastStreamRecvError::Lagged(_)| {
+                        StoreError::WatchLagged(after)
+                    })
+                });
+                futures::stream::iter(subscription.replay.into_iter().map(Ok))
+                    .chain(live)
+                    .boxed()
+            }
+            None => self
+                .store
+                .watch(self.prefix.as_bytes(), after)
+                .await?
+                .map(|event| event.map(Arc::new))
+                .boxed(),
+        })
     }
 
     /// Every object that matches, at revision `at`.
