@@ -29,7 +29,7 @@ fn body_object(call: &Call<'_>) -> Result<Value, ApiError> {
             )))
         }
     }
-    let object: Value = serde_json::from_slice(&call.req.body).map_err(|e| {
+    let mut object: Value = serde_json::from_slice(&call.req.body).map_err(|e| {
         ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
     })?;
     if !object.is_object() {
@@ -37,35 +37,33 @@ fn body_object(call: &Call<'_>) -> Result<Value, ApiError> {
             "the body of the request must be a JSON object",
         ));
     }
-    check_type(call, &object)?;
+    check_type(call, &mut object)?;
     Ok(object)
 }
 
-/// `kind` and `apiVersion` must name this resource's kind.
-fn check_type(call: &Call<'_>, object: &Value) -> Result<(), ApiError> {
+/// `kind` and `apiVersion` must name this resource's kind; missing ones are taken from
+/// the endpoint, as upstream's decoder defaults them (the Python client omits them).
+fn check_type(call: &Call<'_>, object: &mut Value) -> Result<(), ApiError> {
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
     let api_version = object
         .get("apiVersion")
         .and_then(Value::as_str)
         .unwrap_or("");
-    if kind.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "Object 'Kind' is missing in '{object}'"
-        )));
-    }
     // Upstream reports a wrong kind before a wrong version.
-    if kind != call.def.kind {
+    if !kind.is_empty() && kind != call.def.kind {
         return Err(ApiError::bad_request(format!(
             "the kind in the data ({kind}) does not match the expected kind ({})",
             call.def.kind
         )));
     }
-    if api_version != call.def.api_version() {
+    if !api_version.is_empty() && api_version != call.def.api_version() {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({api_version}) does not match the expected API version ({})",
             call.def.api_version()
         )));
     }
+    object["kind"] = json!(call.def.kind);
+    object["apiVersion"] = json!(call.def.api_version());
     Ok(())
 }
 
@@ -127,6 +125,7 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
         .check_namespace_accepts_content(call.namespace())
         .await?;
     prepare_for_create(call, &mut object);
+    crate::defaults::on_write(&call.def, &mut object);
     let dry_run = call.dry_run()?;
     let attempts = if name.is_empty() {
         GENERATE_NAME_ATTEMPTS
@@ -348,8 +347,9 @@ async fn write_with_retries(
             }
         }
         let mut updated = change(&current)?;
-        check_type(call, &updated)?;
+        check_type(call, &mut updated)?;
         merge_for_update(call, &current, &mut updated)?;
+        crate::defaults::on_write(&call.def, &mut updated);
         if same_object(&current, &updated) {
             return Ok(current);
         }
