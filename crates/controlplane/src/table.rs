@@ -1,5 +1,8 @@
-//! `Table` output (`kubectl get`): upstream's columns for the common built-in kinds, and
-//! Name and Age for the rest, with ages rendered as apimachinery's `HumanDuration`.
+//! `Table` output (`kubectl get`): the columns of a resource ([`builtin`] for the built-in
+//! kinds) and their cells, with ages rendered as apimachinery's `HumanDuration`.
+
+mod builtin;
+mod cells;
 
 use crate::registry::ResourceDef;
 use crate::representation::{partial, IncludeObject};
@@ -61,117 +64,6 @@ fn or_none(s: String) -> Value {
     Value::String(if s.is_empty() { "<none>".into() } else { s })
 }
 
-/// The columns upstream prints for a resource.
-fn columns(def: &ResourceDef) -> Vec<Column> {
-    match (def.group.as_str(), def.plural.as_str()) {
-        ("", "namespaces") => vec![
-            NAME,
-            column("Status", "string", 0, |o| o["status"]["phase"].clone()),
-            AGE,
-        ],
-        ("", "configmaps") => vec![
-            NAME,
-            column("Data", "string", 0, |o| {
-                json!(count(&o["data"]) + count(&o["binaryData"]))
-            }),
-            AGE,
-        ],
-        ("", "secrets") => vec![
-            NAME,
-            column("Type", "string", 0, |o| o["type"].clone()),
-            column("Data", "string", 0, |o| json!(count(&o["data"]))),
-            AGE,
-        ],
-        ("", "pods") => vec![
-            NAME,
-            column("Ready", "string", 0, pod_ready),
-            column("Status", "string", 0, |o| {
-                let reason = text(&o["status"]["reason"]);
-                let phase = text(&o["status"]["phase"]);
-                json!(if !reason.is_empty() {
-                    reason
-                } else if phase.is_empty() {
-                    "Pending".into()
-                } else {
-                    phase
-                })
-            }),
-            column("Restarts", "string", 0, |o| {
-                let restarts: i64 = o["status"]["containerStatuses"].as_array().map_or(0, |s| {
-                    s.iter().filter_map(|c| c["restartCount"].as_i64()).sum()
-                });
-                json!(restarts.to_string())
-            }),
-            AGE,
-            column("IP", "string", 1, |o| or_none(text(&o["status"]["podIP"]))),
-            column("Node", "string", 1, |o| {
-                or_none(text(&o["spec"]["nodeName"]))
-            }),
-        ],
-        ("", "services") => vec![
-            NAME,
-            column("Type", "string", 0, |o| {
-                json!(o["spec"]["type"].as_str().unwrap_or("ClusterIP"))
-            }),
-            column("Cluster-IP", "string", 0, |o| {
-                or_none(text(&o["spec"]["clusterIP"]))
-            }),
-            column("External-IP", "string", 0, |o| {
-                let ips: Vec<String> = o["spec"]["externalIPs"]
-                    .as_array()
-                    .map(|a| a.iter().map(text).collect())
-                    .unwrap_or_default();
-                or_none(ips.join(","))
-            }),
-            column("Port(s)", "string", 0, |o| {
-                let ports: Vec<String> = o["spec"]["ports"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|p| {
-                                format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP"))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                or_none(ports.join(","))
-            }),
-            AGE,
-        ],
-        ("apps", "deployments") => vec![
-            NAME,
-            column("Ready", "string", 0, |o| {
-                json!(format!(
-                    "{}/{}",
-                    o["status"]["readyReplicas"].as_i64().unwrap_or(0),
-                    o["spec"]["replicas"].as_i64().unwrap_or(1)
-                ))
-            }),
-            column("Up-to-date", "integer", 0, |o| {
-                json!(o["status"]["updatedReplicas"].as_i64().unwrap_or(0))
-            }),
-            column("Available", "integer", 0, |o| {
-                json!(o["status"]["availableReplicas"].as_i64().unwrap_or(0))
-            }),
-            AGE,
-        ],
-        ("", "serviceaccounts") => vec![NAME, AGE],
-        _ => vec![NAME, AGE],
-    }
-}
-
-fn pod_ready(pod: &Value) -> Value {
-    let total = pod["spec"]["containers"].as_array().map_or(0, Vec::len);
-    let ready = pod["status"]["containerStatuses"]
-        .as_array()
-        .map_or(0, |s| {
-            s.iter()
-                .filter(|c| c["ready"].as_bool() == Some(true))
-                .count()
-        });
-    json!(format!("{ready}/{total}"))
-}
-
 /// A `meta.k8s.io/<version>` Table of `objects`.
 pub fn table(
     def: &ResourceDef,
@@ -181,7 +73,7 @@ pub fn table(
     include: IncludeObject,
     headers: bool,
 ) -> Value {
-    let columns = columns(def);
+    let columns = builtin::columns(def);
     let definitions: Vec<Value> = if headers {
         columns
             .iter()
@@ -214,10 +106,28 @@ pub fn table(
 
 /// How long ago `timestamp` was, as `kubectl get` prints ages; `<unknown>` without one.
 fn age(timestamp: Option<&str>) -> String {
-    let Some(created) = timestamp.and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
-        return "<unknown>".into();
+    match timestamp {
+        Some(t) => human_duration_since(t),
+        None => "<unknown>".into(),
+    }
+}
+
+/// How long ago an RFC 3339 timestamp was; `<unknown>` when it does not parse.
+fn human_duration_since(timestamp: &str) -> String {
+    duration_between(timestamp, None)
+}
+
+/// The time from `start` to `end` (now when `None`), both RFC 3339.
+fn duration_between(start: &str, end: Option<&str>) -> String {
+    let parse = |t: &str| t.parse::<jiff::Timestamp>().ok();
+    let end = match end {
+        Some(end) => parse(end),
+        None => Some(jiff::Timestamp::now()),
     };
-    human_duration(jiff::Timestamp::now().as_second() - created.as_second())
+    match (parse(start), end) {
+        (Some(start), Some(end)) => human_duration(end.as_second() - start.as_second()),
+        _ => "<unknown>".into(),
+    }
 }
 
 /// apimachinery's `duration.HumanDuration`: coarser as durations grow.

@@ -461,6 +461,17 @@ fn kubectl_prints_upstreams_columns() {
         r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"columns","namespace":"default"},"data":{"a":"1","b":"2"}}"#,
     )
     .unwrap();
+    let more = server.data_dir.path().join("more-columns.json");
+    std::fs::write(
+        &more,
+        r#"{"apiVersion":"v1","kind":"List","items":[
+            {"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"pi","namespace":"default"},
+             "spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"pi","image":"perl:5.34"}]}}}},
+            {"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"viewers","namespace":"default"},
+             "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"view"},
+             "subjects":[{"kind":"User","name":"ann","apiGroup":"rbac.authorization.k8s.io"}]}]}"#,
+    )
+    .unwrap();
     for binary in kubectls() {
         let namespaces = check(&binary, &kubectl(&binary, &server, &["get", "namespaces"]));
         let header: Vec<&str> = namespaces
@@ -514,6 +525,48 @@ fn kubectl_prints_upstreams_columns() {
             "{}: {configmaps}",
             binary.display()
         );
+        check(
+            &binary,
+            &kubectl(
+                &binary,
+                &server,
+                &["apply", "--validate=false", "-f", more.to_str().unwrap()],
+            ),
+        );
+        for (args, header, row) in [
+            (
+                &["get", "jobs", "-o", "wide"][..],
+                &[
+                    "NAME",
+                    "STATUS",
+                    "COMPLETIONS",
+                    "DURATION",
+                    "AGE",
+                    "CONTAINERS",
+                    "IMAGES",
+                    "SELECTOR",
+                ][..],
+                &["pi", "Running", "0/1"][..],
+            ),
+            (
+                &["get", "rolebindings"][..],
+                &["NAME", "ROLE", "AGE"][..],
+                &["viewers", "ClusterRole/view"][..],
+            ),
+        ] {
+            let out = check(&binary, &kubectl(&binary, &server, args));
+            let mut lines = out
+                .lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>());
+            assert_eq!(
+                lines.next().unwrap_or_default(),
+                header,
+                "{}: {out}",
+                binary.display()
+            );
+            let first = lines.next().unwrap_or_default();
+            assert_eq!(first[..row.len()], *row, "{}: {out}", binary.display());
+        }
     }
 }
 
