@@ -17,6 +17,7 @@ pub mod discovery;
 mod handlers;
 pub mod http;
 pub mod object;
+pub mod patch;
 pub mod pki;
 pub mod registry;
 pub mod representation;

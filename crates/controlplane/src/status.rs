@@ -32,6 +32,7 @@ pub struct Cause {
     /// What is wrong with the field.
     pub message: String,
     /// The field's path, as `metadata.name` or `spec.containers[0].image`.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub field: String,
 }
 
@@ -59,6 +60,11 @@ pub struct ApiError {
     details: Option<Box<Details>>,
 }
 
+/// Whether a `reason` is upstream's `StatusReasonUnknown`, which it omits.
+fn is_empty(reason: &&str) -> bool {
+    reason.is_empty()
+}
+
 /// The wire form, fields in upstream's order (some clients compare bytes).
 #[derive(Serialize)]
 struct Status<'a> {
@@ -68,6 +74,7 @@ struct Status<'a> {
     metadata: serde_json::Map<String, serde_json::Value>,
     status: &'static str,
     message: &'a str,
+    #[serde(skip_serializing_if = "is_empty")]
     reason: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     details: Option<&'a Details>,
@@ -261,6 +268,31 @@ impl ApiError {
             causes: vec![Cause {
                 reason: String::new(),
                 message,
+                field: String::new(),
+            }],
+            ..Default::default()
+        }));
+        error
+    }
+
+    /// 500 with an empty reason (upstream's `StatusReasonUnknown`): how upstream answers
+    /// an error that is not an API status (e.g. most strategic merge patch errors).
+    pub fn unknown(message: impl Into<String>) -> Self {
+        Self::new(500, "", message)
+    }
+
+    /// 422 as upstream's `NewGenericServerResponse` builds it: a fixed message, the
+    /// specific one in a cause of type `UnexpectedServerResponse`.
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        let mut error = Self::new(
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request",
+        );
+        error.details = Some(Box::new(Details {
+            causes: vec![Cause {
+                reason: "UnexpectedServerResponse".into(),
+                message: message.into(),
                 field: String::new(),
             }],
             ..Default::default()

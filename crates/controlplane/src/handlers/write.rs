@@ -264,7 +264,10 @@ pub(super) async fn patch(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let patch: Value = match patch_type.as_str() {
         "application/json-patch+json" | "application/merge-patch+json" => serde_json::from_slice(&call.req.body)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
-        "application/strategic-merge-patch+json" if is_custom => {
+        "application/strategic-merge-patch+json" if !is_custom => {
+            crate::patch::strategic::parse(&call.req.body)?
+        }
+        "application/strategic-merge-patch+json" => {
             return Err(ApiError::unsupported_media_type(
                 "the body of the request was in an unknown format - accepted media types include: \
                  application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
@@ -277,7 +280,7 @@ pub(super) async fn patch(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
             )))
         }
     };
-    // A resourceVersion inside a merge patch is a precondition, as upstream.
+    // A resourceVersion inside a merge patch or SMP is a precondition, as upstream.
     let precondition = patch
         .get("metadata")
         .and_then(|m| m.get("resourceVersion"))
@@ -307,6 +310,14 @@ pub(super) async fn patch(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
                         }],
                     )
                 })?;
+            }
+            "application/strategic-merge-patch+json" => {
+                let (group, version, kind) = match scale {
+                    true => ("autoscaling", "v1", "Scale"),
+                    false => (&*call.def.group, &*call.def.version, &*call.def.kind),
+                };
+                let node = crate::patch::schema::Node::builtin_kind(group, version, kind);
+                patched = crate::patch::strategic::apply(&patched, &patch, node)?;
             }
             _ => json_patch::merge(&mut patched, &patch),
         }
