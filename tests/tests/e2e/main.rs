@@ -3,6 +3,7 @@
 mod api;
 mod cli;
 mod patch;
+mod python_client;
 mod robustness;
 mod services;
 mod support;
