@@ -17,6 +17,7 @@ mod handlers;
 pub mod http;
 pub mod object;
 pub mod pki;
+pub mod protobuf;
 pub mod registry;
 pub mod representation;
 pub mod request;
