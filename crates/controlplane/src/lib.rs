@@ -19,6 +19,7 @@ pub mod http;
 pub mod object;
 pub mod patch;
 pub mod pki;
+pub mod protobuf;
 pub mod registry;
 pub mod representation;
 pub mod request;

@@ -37,14 +37,20 @@ fn success(code: StatusCode) -> Response<Body> {
     )
 }
 
-fn body(call: &Call<'_>) -> Result<Value, ApiError> {
+/// The request body, JSON or protobuf (of `kind` in `api_version`, the subresource's type).
+fn body(call: &Call<'_>, api_version: &str, kind: &str) -> Result<Value, ApiError> {
+    if call.req.content_type() == crate::protobuf::CONTENT_TYPE {
+        let body = &call.req.body;
+        return crate::protobuf::decode(body, api_version, kind)
+            .map_err(|failure| crate::protobuf::bad_request(&failure, kind, body));
+    }
     serde_json::from_slice(&call.req.body)
         .map_err(|e| ApiError::bad_request(format!("json parse error: {e}")))
 }
 
 /// Assigns the pod to the node a `Binding` names, once.
 async fn bind(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
-    let binding = body(call)?;
+    let binding = body(call, "v1", "Binding")?;
     let target = &binding["target"];
     let node = target["name"].as_str().unwrap_or("");
     if !matches!(target["kind"].as_str(), None | Some("" | "Node")) {
@@ -102,7 +108,7 @@ async fn bind(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
 /// without a budget check; a running pod needs its one matching budget to allow a
 /// disruption, which the eviction then uses up.
 async fn evict(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
-    let eviction = body(call)?;
+    let eviction = body(call, "policy/v1", "Eviction")?;
     let options = &eviction["deleteOptions"];
     let (pod, _) = call.current().await?;
     let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");

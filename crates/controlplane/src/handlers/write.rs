@@ -16,9 +16,16 @@ const CONFLICT_RETRIES: usize = 10;
 
 /// The request body as a JSON object of this resource's kind.
 fn body_object(call: &Call<'_>) -> Result<Value, ApiError> {
-    match call.req.content_type() {
-        "" | "application/json" => {}
-        "application/vnd.kubernetes.protobuf" => {
+    let mut object: Value = match call.req.content_type() {
+        "" | "application/json" => serde_json::from_slice(&call.req.body).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?,
+        crate::protobuf::CONTENT_TYPE if !call.cp.is_custom_resource(&call.def) => {
+            let body = &call.req.body;
+            crate::protobuf::decode(body, &call.def.api_version(), &call.def.kind)
+                .map_err(|failure| crate::protobuf::bad_request(&failure, &call.def.kind, body))?
+        }
+        crate::protobuf::CONTENT_TYPE => {
             return Err(ApiError::unsupported_media_type(
                 "the body of the request was in an unknown format - accepted media types include: application/json",
             ))
@@ -28,10 +35,7 @@ fn body_object(call: &Call<'_>) -> Result<Value, ApiError> {
                 "the body of the request was in an unknown format ({other}) - accepted media types include: application/json"
             )))
         }
-    }
-    let mut object: Value = serde_json::from_slice(&call.req.body).map_err(|e| {
-        ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-    })?;
+    };
     if !object.is_object() {
         return Err(ApiError::bad_request(
             "the body of the request must be a JSON object",
