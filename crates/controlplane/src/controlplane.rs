@@ -75,6 +75,7 @@ impl ControlPlane {
             authenticator,
         };
         cp.bootstrap().await?;
+        crate::crd::load(&cp).await?;
         Ok(Arc::new(cp))
     }
 
