@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod crds;
 mod robustness;
 mod services;
 mod support;
