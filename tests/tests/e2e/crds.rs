@@ -341,6 +341,86 @@ async fn kube_rs_uses_a_crd_and_its_objects() {
     assert_eq!(kept.data["spec"]["replicas"], 1);
 }
 
+#[tokio::test]
+async fn a_deleted_crd_waits_for_the_finalizers_of_its_objects() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(widget_crd()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let api = widgets(&client, "v1");
+    let mut held = widget("held", json!({"size": "S"}));
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    api.create(&PostParams::default(), &held).await.unwrap();
+    api.create(
+        &PostParams::default(),
+        &widget("free", json!({"size": "S"})),
+    )
+    .await
+    .unwrap();
+
+    // The CRD stays, terminating, while an object's finalizer holds it; the other object
+    // is gone and no new ones may be created.
+    crds.delete("widgets.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
+    let terminating = crds.get("widgets.example.com").await.unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    let condition = terminating
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Terminating")
+        .expect("a Terminating condition");
+    assert_eq!(
+        (condition.status.as_str(), condition.reason.as_deref()),
+        ("True", Some("InstanceDeletionInProgress"))
+    );
+    assert_eq!(api_error(api.get("free").await.unwrap_err()).0, 404);
+    assert!(api
+        .get("held")
+        .await
+        .unwrap()
+        .metadata
+        .deletion_timestamp
+        .is_some());
+    let error = api
+        .create(
+            &PostParams::default(),
+            &widget("late", json!({"size": "S"})),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = error else {
+        panic!("expected a Status")
+    };
+    assert_eq!(status.code, 405);
+    assert_eq!(
+        status.message,
+        "create not allowed while custom resource definition is terminating"
+    );
+
+    // Releasing the last object lets the CRD go.
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(api_error(api.get("held").await.unwrap_err()).0, 404);
+    assert_eq!(
+        api_error(crds.get("widgets.example.com").await.unwrap_err()).0,
+        404
+    );
+}
+
 const CRD_YAML: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition

@@ -114,12 +114,17 @@ impl JsonPath {
 /// One column of a custom resource's Table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PrinterColumn {
+    /// The column header.
     pub name: String,
     /// `integer`, `number`, `string`, `boolean` or `date`.
     pub kind: String,
+    /// An OpenAPI format hint for clients (`int32`, `date-time`, ...).
     pub format: String,
+    /// What the column shows.
     pub description: String,
+    /// 0 for the default view; higher only in `-o wide`.
     pub priority: i64,
+    /// Where a cell is read from.
     pub path: JsonPath,
 }
 

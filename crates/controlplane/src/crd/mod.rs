@@ -45,8 +45,11 @@ pub struct CustomResource {
 /// `subresources.scale` of a version: simple JSON paths (`.spec.replicas`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScalePaths {
+    /// Where `Scale.spec.replicas` is read and written.
     pub spec_replicas: String,
+    /// Where `Scale.status.replicas` is read.
     pub status_replicas: String,
+    /// Where `Scale.status.selector` (a serialized label selector) is read, if anywhere.
     pub label_selector: Option<String>,
 }
 

@@ -247,7 +247,7 @@ fn validate_versions(spec: &Value, causes: &mut Vec<Cause>) {
 }
 
 /// `ValidateCustomResourceDefinitionNames`: DNS-1035 labels, lowercase kinds matching.
-pub fn validate_names(names: &Value, path: &str, causes: &mut Vec<Cause>) {
+fn validate_names(names: &Value, path: &str, causes: &mut Vec<Cause>) {
     for field in ["plural", "singular"] {
         let value = text(names.get(field));
         if !value.is_empty() && !is_dns1035_label(value) {
