@@ -378,6 +378,15 @@ fn validate_schema(schema: &Value, path: &str, root: bool, causes: &mut Vec<Caus
             "uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
         ));
     }
+    if let Some(pattern) = map.get("pattern").and_then(Value::as_str) {
+        if let Err(error) = regex::Regex::new(pattern) {
+            causes.push(invalid(
+                &format!("{path}.pattern"),
+                &json!(pattern),
+                &format!("must be a valid regular expression, but isn't: {error}"),
+            ));
+        }
+    }
     if map.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(false)) {
         causes.push(invalid(
             &format!("{path}.x-kubernetes-preserve-unknown-fields"),
@@ -681,6 +690,23 @@ mod tests {
         let errors = messages(&crd);
         assert!(errors.contains(&"spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields".to_owned()), "{errors:?}");
         assert!(errors.contains(&"spec.versions[0].schema.openAPIV3Schema.properties[spec].additionalProperties: Forbidden: additionalProperties and properties are mutual exclusive".to_owned()), "{errors:?}");
+    }
+
+    #[test]
+    fn defaults_and_patterns_must_fit_the_schema() {
+        let mut crd = sample();
+        set_defaults(&mut crd);
+        let spec =
+            &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        spec["properties"]["replicas"]["default"] = json!("one");
+        spec["properties"]["name"] = json!({"type": "string", "pattern": "("});
+        spec["properties"]["config"] =
+            json!({"type": "object", "properties": {"a": {"type": "string"}}, "default": {"b": 1}});
+        let errors = messages(&crd);
+        let path = "spec.versions[0].schema.openAPIV3Schema.properties[spec]";
+        assert!(errors.contains(&format!("{path}.properties[replicas].default: Invalid value: \"string\": body must be of type integer: \"string\"")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.starts_with(&format!("{path}.properties[name].pattern: Invalid value: \"(\": must be a valid regular expression"))), "{errors:?}");
+        assert!(errors.contains(&format!("{path}.properties[config].default: Invalid value: ...: must not have unknown fields: b")), "{errors:?}");
     }
 
     #[test]
