@@ -63,7 +63,8 @@ fn widget_crd() -> Value {
             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"], "categories": ["all"]},
             "versions": [
                 {"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": schema},
-                 "subresources": subresources, "additionalPrinterColumns": columns},
+                 "subresources": subresources, "additionalPrinterColumns": columns,
+                 "selectableFields": [{"jsonPath": ".spec.size"}]},
                 {"name": "v1beta1", "served": true, "storage": false, "schema": {"openAPIV3Schema": schema}},
             ],
         },
@@ -301,6 +302,17 @@ async fn kube_rs_uses_a_crd_and_its_objects() {
     let listed = api.list(&ListParams::default()).await.unwrap();
     assert_eq!(listed.items.len(), 1);
 
+    // `selectableFields` are field selectors; other fields are refused.
+    let by_size = |size: &str| ListParams::default().fields(&format!("spec.size={size}"));
+    assert_eq!(api.list(&by_size("S")).await.unwrap().items.len(), 1);
+    assert!(api.list(&by_size("M")).await.unwrap().items.is_empty());
+    let (code, _) = api_error(
+        api.list(&ListParams::default().fields("spec.color=blue"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 400);
+
     // Deleting the CRD deletes its objects, and the resource leaves discovery.
     crds.delete("widgets.example.com", &DeleteParams::default())
         .await
@@ -447,6 +459,7 @@ spec:
     - {name: Size, type: string, jsonPath: .spec.size}
     - {name: Replicas, type: integer, jsonPath: .spec.replicas}
     - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+    - {name: Size-Again, type: string, jsonPath: .spec.size, priority: 1}
 "#;
 
 const CR_YAML: &str = r#"
@@ -491,6 +504,13 @@ fn kubectl_applies_a_crd_and_prints_its_columns() {
             binary.display()
         );
         assert_eq!(&lines[1][..3], &["gizmo", "large", "3"], "{table}");
+        let wide = check(&binary, &run(&["get", "gadgets", "-o", "wide"]));
+        let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            header,
+            vec!["NAME", "SIZE", "REPLICAS", "AGE", "SIZE-AGAIN"],
+            "{wide}"
+        );
         let short = check(&binary, &run(&["get", "gd", "-o", "name"]));
         assert_eq!(short.trim(), "gadget.example.org/gizmo");
         let resources = check(&binary, &run(&["api-resources", "--api-group=example.org"]));
