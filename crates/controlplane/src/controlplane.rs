@@ -78,6 +78,7 @@ impl ControlPlane {
             watch_caches: Arc::default(),
         };
         cp.bootstrap().await?;
+        crate::crd::load(&cp).await?;
         Ok(Arc::new(cp))
     }
 

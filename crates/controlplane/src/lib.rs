@@ -12,6 +12,7 @@
 
 pub mod authn;
 mod controlplane;
+pub mod crd;
 pub mod defaults;
 pub mod discovery;
 mod handlers;

@@ -96,8 +96,11 @@ impl Representation {
         &self,
         def: &ResourceDef,
         metadata: Map<String, Value>,
-        items: Vec<Value>,
+        mut items: Vec<Value>,
     ) -> Value {
+        for item in &mut items {
+            crate::crd::served(def, item);
+        }
         match *self {
             Representation::Object => json!({
                 "kind": def.list_kind,
@@ -119,7 +122,8 @@ impl Representation {
 
     /// The object of a watch event; Tables carry their column definitions in the first
     /// event only, as upstream.
-    pub fn watch_object(&self, def: &ResourceDef, object: Value, first: bool) -> Value {
+    pub fn watch_object(&self, def: &ResourceDef, mut object: Value, first: bool) -> Value {
+        crate::crd::served(def, &mut object);
         match *self {
             Representation::Object => object,
             Representation::Metadata { version } => partial(&object, version),

@@ -203,6 +203,11 @@ impl ApiError {
         )
     }
 
+    /// 405 with a message of its own (a verb refused for a reason other than the kind).
+    pub fn method_not_allowed_because(message: impl Into<String>) -> Self {
+        Self::new(405, "MethodNotAllowed", message.into())
+    }
+
     /// 429: the request would break a limit (a disruption budget), with its causes.
     pub fn too_many_requests(message: impl Into<String>, causes: Vec<Cause>) -> Self {
         let mut error = Self::new(429, "TooManyRequests", message);

@@ -74,18 +74,25 @@ pub fn table(
     headers: bool,
 ) -> Value {
     let columns = builtin::columns(def);
-    let definitions: Vec<Value> = if headers {
-        columns
-            .iter()
-            .map(|c| json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority}))
-            .collect()
-    } else {
-        Vec::new()
+    let definition = |c: &Column| json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority});
+    // Custom resources: Name, then the CRD's printer columns.
+    let custom = def.crd.as_ref().map(|c| &c.columns);
+    let definitions: Vec<Value> = match (headers, custom) {
+        (false, _) => Vec::new(),
+        (true, Some(custom)) => std::iter::once(definition(&NAME))
+            .chain(custom.iter().map(crate::crd::PrinterColumn::definition))
+            .collect(),
+        (true, None) => columns.iter().map(definition).collect(),
     };
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
-            let cells: Vec<Value> = columns.iter().map(|c| (c.cell)(object)).collect();
+            let cells: Vec<Value> = match custom {
+                Some(custom) => std::iter::once((NAME.cell)(object))
+                    .chain(custom.iter().map(|c| c.cell(object)))
+                    .collect(),
+                None => columns.iter().map(|c| (c.cell)(object)).collect(),
+            };
             match include {
                 IncludeObject::None => json!({"cells": cells}),
                 IncludeObject::Metadata => {

@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod crds;
 mod patch;
 mod python_client;
 mod robustness;

@@ -77,9 +77,9 @@ fn options(call: &Call<'_>) -> Result<DeleteOptions, ApiError> {
 
 pub(super) async fn delete(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let options = options(call)?;
-    delete_object(call, &call.key(), call.name(), &options)
-        .await
-        .map(|object| json(StatusCode::OK, &object))
+    let object = delete_object(call, &call.key(), call.name(), &options).await?;
+    let object = crate::crd::after_delete(call.cp, &call.def, object, options.dry_run).await?;
+    Ok(json(StatusCode::OK, &object))
 }
 
 /// Deletes the object at `key`, or marks it deleted while finalizers remain. Returns the
@@ -208,7 +208,8 @@ pub(super) async fn delete_collection(call: &Call<'_>) -> Result<Response<Body>,
         let key = String::from_utf8_lossy(&kv.key).into_owned();
         let name = meta_str(&object, "name").unwrap_or("").to_owned();
         match delete_object(call, &key, &name, &options).await {
-            Ok(object) => deleted.push(object),
+            Ok(object) => deleted
+                .push(crate::crd::after_delete(call.cp, &call.def, object, options.dry_run).await?),
             Err(e) if e.code() == 404 => {}
             Err(e) => return Err(e),
         }

@@ -12,7 +12,7 @@ use serde_json::json;
 pub(super) async fn get(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let (mut object, _) = call.current().await?;
     if call.rr.subresource.as_deref() == Some("scale") {
-        object = super::scale::to_scale(&object);
+        object = super::scale::to_scale(&call.def, &object);
     }
     let object = call.representation.object(&call.def, object);
     Ok(json(StatusCode::OK, &object))
@@ -61,7 +61,14 @@ pub(super) fn selectors(call: &Call<'_>) -> Result<(LabelSelector, FieldSelector
     let field = FieldSelector::parse(call.req.query.get("fieldSelector").unwrap_or_default())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     field
-        .check_supported(&call.def.group, &call.def.plural, &[])
+        .check_supported(
+            &call.def.group,
+            &call.def.plural,
+            call.def
+                .crd
+                .as_ref()
+                .map_or(&[][..], |c| &c.selectable_fields),
+        )
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok((label, field))
 }

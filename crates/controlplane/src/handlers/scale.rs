@@ -1,12 +1,49 @@
 //! The `scale` subresource: a workload's replicas seen and written as an
 //! `autoscaling/v1` `Scale`, as kube-apiserver serves it for deployments, replica sets,
-//! stateful sets and replication controllers.
+//! stateful sets and replication controllers, and for custom resources through their
+//! CRD's `specReplicasPath`, `statusReplicasPath` and `labelSelectorPath`.
 
+use crate::registry::ResourceDef;
 use crate::status::ApiError;
 use serde_json::{json, Value};
 
+/// The value at a simple JSON path (`.spec.replicas`).
+fn at<'a>(object: &'a Value, path: &str) -> &'a Value {
+    path.trim_start_matches('.')
+        .split('.')
+        .fold(object, |value, field| &value[field])
+}
+
+/// Sets the value at a simple JSON path, creating the objects on the way.
+fn set_at(object: &mut Value, path: &str, new: Value) {
+    let mut value = object;
+    for field in path.trim_start_matches('.').split('.') {
+        if !value.is_object() {
+            *value = json!({});
+        }
+        value = &mut value[field];
+    }
+    *value = new;
+}
+
 /// The `Scale` of a workload object.
-pub(super) fn to_scale(object: &Value) -> Value {
+pub(super) fn to_scale(def: &ResourceDef, object: &Value) -> Value {
+    let paths = def.crd.as_ref().and_then(|c| c.scale.as_ref());
+    let (spec_replicas, status_replicas, selector) = match paths {
+        Some(paths) => (
+            at(object, &paths.spec_replicas),
+            at(object, &paths.status_replicas),
+            paths
+                .label_selector
+                .as_deref()
+                .map_or(Value::Null, |p| at(object, p).clone()),
+        ),
+        None => (
+            &object["spec"]["replicas"],
+            &object["status"]["replicas"],
+            json!(selector_text(&object["spec"]["selector"])),
+        ),
+    };
     let meta = &object["metadata"];
     json!({
         "kind": "Scale",
@@ -18,16 +55,20 @@ pub(super) fn to_scale(object: &Value) -> Value {
             "resourceVersion": meta["resourceVersion"],
             "creationTimestamp": meta["creationTimestamp"],
         },
-        "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "spec": {"replicas": spec_replicas.as_i64().unwrap_or(0)},
         "status": {
-            "replicas": object["status"]["replicas"].as_i64().unwrap_or(0),
-            "selector": selector_text(&object["spec"]["selector"]),
+            "replicas": status_replicas.as_i64().unwrap_or(0),
+            "selector": selector.as_str().unwrap_or(""),
         },
     })
 }
 
 /// The workload with the replicas a `Scale` asks for.
-pub(super) fn apply_scale(current: &Value, scale: &Value) -> Result<Value, ApiError> {
+pub(super) fn apply_scale(
+    def: &ResourceDef,
+    current: &Value,
+    scale: &Value,
+) -> Result<Value, ApiError> {
     if scale.get("kind").and_then(Value::as_str) != Some("Scale")
         || scale.get("apiVersion").and_then(Value::as_str) != Some("autoscaling/v1")
     {
@@ -44,7 +85,12 @@ pub(super) fn apply_scale(current: &Value, scale: &Value) -> Result<Value, ApiEr
         })?,
     };
     let mut updated = current.clone();
-    updated["spec"]["replicas"] = json!(replicas);
+    let path = def
+        .crd
+        .as_ref()
+        .and_then(|c| c.scale.as_ref())
+        .map_or(".spec.replicas", |p| p.spec_replicas.as_str());
+    set_at(&mut updated, path, json!(replicas));
     Ok(updated)
 }
 
@@ -101,21 +147,25 @@ mod tests {
             "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}},
             "status": {"replicas": 2},
         });
-        let scale = to_scale(&deployment);
+        let registry = crate::registry::ResourceRegistry::builtin();
+        let def = registry.lookup("apps", "v1", "deployments").unwrap();
+        let scale = to_scale(&def, &deployment);
         assert_eq!(scale["spec"]["replicas"], 3);
         assert_eq!(scale["status"]["selector"], "app=web,tier in (a,b)");
         let updated = apply_scale(
+            &def,
             &deployment,
             &json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "spec": {"replicas": 5}}),
         )
         .unwrap();
         assert_eq!(updated["spec"]["replicas"], 5);
         assert!(apply_scale(
+            &def,
             &deployment,
             &json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "spec": {"replicas": -1}})
         )
         .is_err());
-        assert!(apply_scale(&deployment, &json!({"kind": "Deployment"})).is_err());
+        assert!(apply_scale(&def, &deployment, &json!({"kind": "Deployment"})).is_err());
         assert_eq!(selector_text(&json!({"app": "db"})), "app=db");
     }
 }

@@ -130,6 +130,7 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
         .await?;
     prepare_for_create(call, &mut object);
     crate::defaults::on_write(&call.def, &mut object);
+    admit(call, None, &mut object)?;
     let dry_run = call.dry_run()?;
     let attempts = if name.is_empty() {
         GENERATE_NAME_ATTEMPTS
@@ -167,6 +168,7 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
         {
             Ok(revision) => {
                 object::set_resource_version(&mut object, revision);
+                crate::crd::after_write(call.cp, &call.def, &object).await;
                 return Ok(json(StatusCode::CREATED, &object));
             }
             Err(StoreError::AlreadyExists { .. }) if attempt < attempts => continue,
@@ -238,7 +240,7 @@ pub(super) async fn update(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
         .map(str::to_owned);
     let written = write_with_retries(call, precondition, |current| {
         if scale {
-            super::scale::apply_scale(current, &sent)
+            super::scale::apply_scale(&call.def, current, &sent)
         } else {
             Ok(sent.clone())
         }
@@ -250,7 +252,7 @@ pub(super) async fn update(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
 /// What a write answers: the object, or its `Scale` for the scale subresource.
 fn respond(call: &Call<'_>, written: Value) -> Value {
     if call.rr.subresource.as_deref() == Some("scale") {
-        super::scale::to_scale(&written)
+        super::scale::to_scale(&call.def, &written)
     } else {
         written
     }
@@ -294,7 +296,7 @@ pub(super) async fn patch(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let scale = call.rr.subresource.as_deref() == Some("scale");
     let written = write_with_retries(call, precondition, |current| {
         let mut patched = if scale {
-            super::scale::to_scale(current)
+            super::scale::to_scale(&call.def, current)
         } else {
             current.clone()
         };
@@ -331,7 +333,7 @@ pub(super) async fn patch(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
             ));
         }
         if scale {
-            return super::scale::apply_scale(current, &patched);
+            return super::scale::apply_scale(&call.def, current, &patched);
         }
         Ok(patched)
     })
@@ -355,7 +357,8 @@ async fn write_with_retries(
             .await
             .map_err(|e| call.store_error(e))?;
         let kv = kv.ok_or_else(|| ApiError::not_found(&call.def.group_resource(), call.name()))?;
-        let current = decode(&kv)?;
+        let mut current = decode(&kv)?;
+        crate::crd::served(&call.def, &mut current);
         if let Some(rv) = &precondition {
             if *rv != kv.mod_revision.to_string() {
                 return Err(ApiError::conflict(&call.def.group_resource(), call.name()));
@@ -365,6 +368,7 @@ async fn write_with_retries(
         check_type(call, &mut updated)?;
         merge_for_update(call, &current, &mut updated)?;
         crate::defaults::on_write(&call.def, &mut updated);
+        admit(call, Some(&current), &mut updated)?;
         if same_object(&current, &updated) {
             return Ok(current);
         }
@@ -392,6 +396,7 @@ async fn write_with_retries(
         match written {
             Ok(revision) => {
                 object::set_resource_version(&mut updated, revision);
+                crate::crd::after_write(call.cp, &call.def, &updated).await;
                 return Ok(updated);
             }
             Err(StoreError::Conflict {
@@ -483,13 +488,28 @@ fn merge_for_update(call: &Call<'_>, current: &Value, updated: &mut Value) -> Re
             ));
         }
     }
+    let status_counts = call.def.custom && !call.def.has_status();
     if !status_write
         && call.def.tracks_generation
-        && object::spec_part(current) != object::spec_part(updated)
+        && (object::spec_part(current) != object::spec_part(updated)
+            || (status_counts && current.get("status") != updated.get("status")))
     {
         metadata_mut(updated).insert("generation".into(), json!(generation.unwrap_or(0) + 1));
     }
     Ok(())
+}
+
+/// CustomResourceDefinition and custom resource admission ([`crate::crd::admit`]).
+fn admit(call: &Call<'_>, old: Option<&Value>, object: &mut Value) -> Result<(), ApiError> {
+    crate::crd::admit(
+        call.cp.registry(),
+        &call.def,
+        call.rr.subresource.as_deref(),
+        old,
+        object,
+        call.req.query.get("fieldValidation"),
+    )
+    .map(|_pruned| ())
 }
 
 /// A namespace's `spec.finalizers`.

@@ -93,6 +93,7 @@ pub(super) fn resources() -> Vec<ResourceDef> {
                     subresources: subresources.iter().map(|s| s.to_string()).collect(),
                     tracks_generation: flags & GEN != 0,
                     custom: false,
+                    crd: None,
                     storage_prefix: format!("/registry/{plural}/"),
                 }
             },

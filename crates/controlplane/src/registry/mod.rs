@@ -28,6 +28,8 @@ pub struct ResourceDef {
     pub tracks_generation: bool,
     /// Whether a CustomResourceDefinition defines the resource.
     pub custom: bool,
+    /// What a custom resource's version adds: its schema, printer columns, scale paths.
+    pub crd: Option<Arc<crate::crd::CustomResource>>,
     /// Where the objects live in the store: `/registry/<plural>/` for built-ins,
     /// `/registry/<group>/<plural>/` for custom resources, as kube-apiserver lays them out.
     pub storage_prefix: String,
@@ -152,6 +154,22 @@ impl ResourceRegistry {
             }
         }
         groups
+    }
+
+    /// Every resource, in registration order.
+    pub fn all(&self) -> Vec<Arc<ResourceDef>> {
+        self.read().clone()
+    }
+
+    /// Replaces the resources that the CustomResourceDefinition `crd` serves with `defs`
+    /// (none to remove them), in one step so that readers never see half of a change.
+    pub fn replace_custom(&self, crd: &str, defs: Vec<ResourceDef>) {
+        let mut resources = self
+            .resources
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        resources.retain(|r| r.crd.as_ref().is_none_or(|c| c.crd_name != crd));
+        resources.extend(defs.into_iter().map(Arc::new));
     }
 
     /// Whether `group` has any version.
