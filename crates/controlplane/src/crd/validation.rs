@@ -170,10 +170,6 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
 
 fn validate_versions(spec: &Value, causes: &mut Vec<Cause>) {
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
-    if versions.is_empty() {
-        causes.push(required("spec.versions", "must have at least one version"));
-        return;
-    }
     let mut seen = Vec::new();
     let mut storage = 0;
     let mut unique = true;
@@ -222,13 +218,6 @@ fn validate_versions(spec: &Value, causes: &mut Vec<Cause>) {
                 causes,
             );
         }
-    }
-    if !versions.iter().any(|v| v["served"].as_bool() == Some(true)) {
-        causes.push(invalid(
-            "spec.versions",
-            &Value::Array(versions.clone()),
-            "must have at least one served version",
-        ));
     }
     if !unique {
         causes.push(invalid(
@@ -719,6 +708,28 @@ mod tests {
         let errors = messages(&crd);
         assert!(errors.contains(&"spec.versions[0].subresources.scale.specReplicasPath: Invalid value: \".status.replicas\": should be a json path under .spec".to_owned()), "{errors:?}");
         assert!(errors.contains(&"spec.versions[0].additionalPrinterColumns[0].type: Invalid value: \"float\": must be one of boolean,date,integer,number,string".to_owned()), "{errors:?}");
+    }
+
+    #[test]
+    fn versions_need_exactly_one_storage_version_and_unique_names() {
+        let mut crd = sample();
+        set_defaults(&mut crd);
+        crd["spec"]["versions"] = json!([]);
+        assert_eq!(
+            messages(&crd),
+            vec!["spec.versions: Invalid value: ...: must have exactly one version marked as storage version"]
+        );
+        let mut crd = sample();
+        set_defaults(&mut crd);
+        let version = crd["spec"]["versions"][0].clone();
+        crd["spec"]["versions"] = json!([version.clone(), version]);
+        assert_eq!(
+            messages(&crd),
+            vec![
+                "spec.versions: Invalid value: ...: must contain unique version names",
+                "spec.versions: Invalid value: ...: must have exactly one version marked as storage version",
+            ]
+        );
     }
 
     #[test]
