@@ -170,10 +170,6 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
 
 fn validate_versions(spec: &Value, causes: &mut Vec<Cause>) {
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
-    if versions.is_empty() {
-        causes.push(required("spec.versions", "must have at least one version"));
-        return;
-    }
     let mut seen = Vec::new();
     let mut storage = 0;
     let mut unique = true;
@@ -222,13 +218,6 @@ fn validate_versions(spec: &Value, causes: &mut Vec<Cause>) {
                 causes,
             );
         }
-    }
-    if !versions.iter().any(|v| v["served"].as_bool() == Some(true)) {
-        causes.push(invalid(
-            "spec.versions",
-            &Value::Array(versions.clone()),
-            "must have at least one served version",
-        ));
     }
     if !unique {
         causes.push(invalid(
@@ -312,6 +301,22 @@ fn validate_root_schema(schema: &Value, path: &str, status_enabled: bool, causes
             causes.push(invalid(&format!("{path}.type"), &json!(other), detail));
         }
     }
+    let outside = |key: &str| !ROOT_KEYWORDS_WITH_STATUS.iter().any(|(k, _)| *k == key);
+    if status_enabled
+        && schema
+            .as_object()
+            .is_some_and(|m| m.keys().any(|k| outside(k)))
+    {
+        let names: Vec<&str> = ROOT_KEYWORDS_WITH_STATUS.iter().map(|(_, n)| *n).collect();
+        causes.push(invalid(
+            path,
+            schema,
+            &format!(
+                "only [{}] fields are allowed at the root of the schema if the status subresource is enabled",
+                names.join(" ")
+            ),
+        ));
+    }
     if let Some(metadata) = schema["properties"].get("metadata") {
         let only_names = metadata.as_object().is_some_and(|m| {
             m.keys()
@@ -329,6 +334,37 @@ fn validate_root_schema(schema: &Value, path: &str, status_enabled: bool, causes
     }
     validate_schema(schema, path, true, causes);
 }
+
+/// The keywords a root schema may have when the status subresource is on (the status
+/// schema is `properties.status`, so nothing at the root may constrain it), with the field
+/// names upstream's message lists.
+const ROOT_KEYWORDS_WITH_STATUS: [(&str, &str); 22] = [
+    ("description", "Description"),
+    ("type", "Type"),
+    ("format", "Format"),
+    ("title", "Title"),
+    ("maximum", "Maximum"),
+    ("exclusiveMaximum", "ExclusiveMaximum"),
+    ("minimum", "Minimum"),
+    ("exclusiveMinimum", "ExclusiveMinimum"),
+    ("maxLength", "MaxLength"),
+    ("minLength", "MinLength"),
+    ("pattern", "Pattern"),
+    ("maxItems", "MaxItems"),
+    ("minItems", "MinItems"),
+    ("uniqueItems", "UniqueItems"),
+    ("multipleOf", "MultipleOf"),
+    ("required", "Required"),
+    ("items", "Items"),
+    ("properties", "Properties"),
+    ("externalDocs", "ExternalDocs"),
+    ("example", "Example"),
+    (
+        "x-kubernetes-preserve-unknown-fields",
+        "XPreserveUnknownFields",
+    ),
+    ("x-kubernetes-validations", "XValidations"),
+];
 
 fn preserves_unknown(schema: &Value) -> bool {
     schema["x-kubernetes-preserve-unknown-fields"].as_bool() == Some(true)
@@ -719,6 +755,41 @@ mod tests {
         let errors = messages(&crd);
         assert!(errors.contains(&"spec.versions[0].subresources.scale.specReplicasPath: Invalid value: \".status.replicas\": should be a json path under .spec".to_owned()), "{errors:?}");
         assert!(errors.contains(&"spec.versions[0].additionalPrinterColumns[0].type: Invalid value: \"float\": must be one of boolean,date,integer,number,string".to_owned()), "{errors:?}");
+    }
+
+    #[test]
+    fn versions_need_exactly_one_storage_version_and_unique_names() {
+        let mut crd = sample();
+        set_defaults(&mut crd);
+        crd["spec"]["versions"] = json!([]);
+        assert_eq!(
+            messages(&crd),
+            vec!["spec.versions: Invalid value: ...: must have exactly one version marked as storage version"]
+        );
+        let mut crd = sample();
+        set_defaults(&mut crd);
+        let version = crd["spec"]["versions"][0].clone();
+        crd["spec"]["versions"] = json!([version.clone(), version]);
+        assert_eq!(
+            messages(&crd),
+            vec![
+                "spec.versions: Invalid value: ...: must contain unique version names",
+                "spec.versions: Invalid value: ...: must have exactly one version marked as storage version",
+            ]
+        );
+    }
+
+    #[test]
+    fn with_status_the_root_schema_keeps_to_its_keywords() {
+        let mut crd = sample();
+        set_defaults(&mut crd);
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["anyOf"] =
+            json!([{"required": ["spec"]}]);
+        let errors = messages(&crd);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("spec.versions[0].schema.openAPIV3Schema: Invalid value: ...: only [Description Type "), "{errors:?}");
+        crd["spec"]["versions"][0]["subresources"] = json!({});
+        assert_eq!(messages(&crd), Vec::<String>::new());
     }
 
     #[test]
