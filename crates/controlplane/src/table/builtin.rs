@@ -121,7 +121,8 @@ pub(super) fn columns(def: &ResourceDef) -> Vec<Column> {
             column("Port(s)", "string", 0, |o| {
                 or_none(joined(&o["spec"]["ports"], |p| {
                     let protocol = p["protocol"].as_str().unwrap_or("TCP");
-                    match p["nodePort"].as_i64() {
+                    // Upstream prints a node port only once one is allocated.
+                    match p["nodePort"].as_i64().filter(|n| *n > 0) {
                         Some(node_port) => format!("{}:{node_port}/{protocol}", p["port"]),
                         None => format!("{}/{protocol}", p["port"]),
                     }
