@@ -211,9 +211,8 @@ impl ControlPlane {
                 found(discovery::group_version(&self.registry, &group, &version))
             }
             Target::Version => h::json(StatusCode::OK, &discovery::version_info()),
-            Target::Health | Target::OpenApi(_) | Target::Other(_) => {
-                h::error(&ApiError::path_not_found())
-            }
+            Target::OpenApi(path) => crate::openapi::serve(&self.registry, &req, &path, &|_| None),
+            Target::Health | Target::Other(_) => h::error(&ApiError::path_not_found()),
             Target::Resource(rr) => match handlers::handle(self, rr, req).await {
                 Ok(response) => response,
                 Err(error) => h::error(&error),

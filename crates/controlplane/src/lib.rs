@@ -13,9 +13,11 @@
 pub mod authn;
 mod controlplane;
 pub mod discovery;
+pub mod fieldvalidation;
 mod handlers;
 pub mod http;
 pub mod object;
+pub mod openapi;
 pub mod pki;
 pub mod registry;
 pub mod representation;
