@@ -29,9 +29,13 @@ fn body_object(call: &Call<'_>) -> Result<Value, ApiError> {
             )))
         }
     }
-    let object: Value = serde_json::from_slice(&call.req.body).map_err(|e| {
-        ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-    })?;
+    let (object, warnings) = crate::fieldvalidation::decode_object(
+        &call.def,
+        call.rr.verb,
+        &call.req.query,
+        &call.req.body,
+    )?;
+    call.set_warnings(warnings);
     if !object.is_object() {
         return Err(ApiError::bad_request(
             "the body of the request must be a JSON object",
@@ -319,6 +323,10 @@ pub(super) async fn patch(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
         if scale {
             return super::scale::apply_scale(current, &patched);
         }
+        let merge = (patch_type == "application/merge-patch+json").then_some(&call.req.body[..]);
+        let (patched, warnings) =
+            crate::fieldvalidation::check_patched(&call.def, &call.req.query, merge, &patched)?;
+        call.set_warnings(warnings);
         Ok(patched)
     })
     .await?;
