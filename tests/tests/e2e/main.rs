@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod openapi;
 mod robustness;
 mod services;
 mod support;
