@@ -220,9 +220,12 @@ impl ControlPlane {
                 found(discovery::group_version(&self.registry, &group, &version))
             }
             Target::Version => h::json(StatusCode::OK, &discovery::version_info()),
-            Target::Health | Target::OpenApi(_) | Target::Other(_) => {
-                h::error(&ApiError::path_not_found())
+            Target::OpenApi(path) => {
+                let crd_schema =
+                    |def: &ResourceDef| def.crd.as_ref().map(|c| c.open_api_v3_schema.clone());
+                crate::openapi::serve(&self.registry, &req, &path, &crd_schema)
             }
+            Target::Health | Target::Other(_) => h::error(&ApiError::path_not_found()),
             Target::Resource(rr) => match handlers::handle(self, rr, req).await {
                 Ok(response) => response,
                 Err(error) => h::error(&error),

@@ -99,6 +99,17 @@ pub fn error(error: &ApiError) -> Response<Body> {
     response
 }
 
+/// Adds a `Warning: 299 - "<text>"` header per warning, as kube-apiserver sends them (clients
+/// such as kubectl print each as `Warning: <text>`).
+pub fn add_warnings(response: &mut Response<Body>, warnings: &[String]) {
+    for warning in warnings {
+        let escaped = warning.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(value) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            response.headers_mut().append(http::header::WARNING, value);
+        }
+    }
+}
+
 /// Whether the client accepts JSON (`application/json`, `*/*`, or no Accept at all).
 /// Clients that also list protobuf or Table forms accept JSON as their fallback.
 pub fn accepts_json(accept: Option<&str>) -> bool {
@@ -107,4 +118,31 @@ pub fn accepts_json(accept: Option<&str>) -> bool {
         let media = item.split(';').next().unwrap_or("").trim();
         matches!(media, "application/json" | "application/*" | "*/*" | "")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_quoted_and_escaped_as_upstream_sends_them() {
+        let mut response = text(StatusCode::OK, "ok");
+        add_warnings(
+            &mut response,
+            &["unknown field \"spec.foo\"".into(), "back\\slash".into()],
+        );
+        let sent: Vec<&str> = response
+            .headers()
+            .get_all(http::header::WARNING)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                r#"299 - "unknown field \"spec.foo\"""#,
+                r#"299 - "back\\slash""#
+            ]
+        );
+    }
 }

@@ -477,10 +477,20 @@ fn kubectl_applies_a_crd_and_prints_its_columns() {
     let cr = dir.join("cr.yaml");
     std::fs::write(&crd, CRD_YAML).unwrap();
     std::fs::write(&cr, CR_YAML).unwrap();
-    let (crd, cr) = (crd.to_str().unwrap(), cr.to_str().unwrap());
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        CR_YAML.replace("{size: large}", "{size: large, bogus: 1}"),
+    )
+    .unwrap();
+    let (crd, cr, bad) = (
+        crd.to_str().unwrap(),
+        cr.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    );
     for binary in kubectls() {
         let run = |args: &[&str]| kubectl(&binary, &server, args);
-        check(&binary, &run(&["apply", "-f", crd, "--validate=false"]));
+        check(&binary, &run(&["apply", "-f", crd]));
         check(
             &binary,
             &run(&[
@@ -491,7 +501,22 @@ fn kubectl_applies_a_crd_and_prints_its_columns() {
                 "crd/gadgets.example.org",
             ]),
         );
-        check(&binary, &run(&["apply", "-f", cr, "--validate=false"]));
+        // The schema is published: kubectl validates through the server and explains fields.
+        let refused = run(&["apply", "-f", bad]);
+        assert!(
+            !refused.status.success()
+                && String::from_utf8_lossy(&refused.stderr).contains("unknown field"),
+            "{}: {}",
+            binary.display(),
+            String::from_utf8_lossy(&refused.stderr)
+        );
+        check(&binary, &run(&["apply", "-f", cr]));
+        let explained = check(&binary, &run(&["explain", "gadgets.spec"]));
+        assert!(
+            explained.contains("replicas"),
+            "{}: {explained}",
+            binary.display()
+        );
         let table = check(&binary, &run(&["get", "gadgets"]));
         let lines: Vec<Vec<&str>> = table
             .lines()

@@ -3,6 +3,7 @@
 mod api;
 mod cli;
 mod crds;
+mod openapi;
 mod patch;
 mod python_client;
 mod robustness;

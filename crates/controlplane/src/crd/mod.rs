@@ -68,7 +68,6 @@ pub fn admit(
     subresource: Option<&str>,
     old: Option<&Value>,
     object: &mut Value,
-    field_validation: Option<&str>,
 ) -> Result<Vec<String>, ApiError> {
     let name = crate::object::meta_str(object, "name")
         .unwrap_or("")
@@ -94,16 +93,6 @@ pub fn admit(
         ));
     }
     let pruned = pruning::prune(object, &custom.open_api_v3_schema);
-    if field_validation == Some("Strict") && !pruned.is_empty() {
-        let fields: Vec<String> = pruned
-            .iter()
-            .map(|f| format!("unknown field {}", Value::String(f.clone())))
-            .collect();
-        return Err(ApiError::bad_request(format!(
-            "strict decoding error: {}",
-            fields.join(", ")
-        )));
-    }
     defaulting::apply(object, &custom.open_api_v3_schema);
     let causes = schema::validate(object, &custom.open_api_v3_schema);
     if !causes.is_empty() {

@@ -29,6 +29,8 @@ pub(crate) struct Call<'a> {
     pub req: ApiRequest,
     /// The form reads are answered in (writes answer the object itself).
     pub representation: Representation,
+    /// `Warning` headers to send with the answer.
+    pub warnings: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// Serves a resource request.
@@ -78,11 +80,13 @@ pub(crate) async fn handle(
         rr,
         req,
         representation,
+        warnings: Arc::default(),
     };
     if let Some(answer) = pods::handle(&call).await {
         return answer;
     }
-    match call.rr.verb {
+    let warnings = call.warnings.clone();
+    let mut response = match call.rr.verb {
         Verb::Get => read::get(&call).await,
         Verb::List => read::list(&call).await,
         Verb::Watch => watch::watch(call).await,
@@ -91,7 +95,10 @@ pub(crate) async fn handle(
         Verb::Patch => write::patch(&call).await,
         Verb::Delete => delete::delete(&call).await,
         Verb::DeleteCollection => delete::delete_collection(&call).await,
-    }
+    }?;
+    let warnings = warnings.lock().unwrap_or_else(|p| p.into_inner());
+    crate::http::add_warnings(&mut response, &warnings);
+    Ok(response)
 }
 
 impl Call<'_> {
@@ -140,6 +147,22 @@ impl Call<'_> {
     /// A store error as the API reports it for this request's object.
     fn store_error(&self, error: kflex_storage_backends::StoreError) -> ApiError {
         status::from_store(error, &self.def.group_resource(), self.name())
+    }
+
+    /// Sets the warnings to send with the answer (a retried write replaces those of its
+    /// earlier attempt).
+    fn set_warnings(&self, warnings: Vec<String>) {
+        *self.warnings.lock().unwrap_or_else(|p| p.into_inner()) = warnings;
+    }
+
+    /// Adds warnings to send with the answer, each once (a retried write finds them again).
+    fn add_warnings(&self, warnings: Vec<String>) {
+        let mut all = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+        for warning in warnings {
+            if !all.contains(&warning) {
+                all.push(warning);
+            }
+        }
     }
 
     /// Whether the request is a dry run (`dryRun=All`); other values are refused.

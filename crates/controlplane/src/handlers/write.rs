@@ -2,6 +2,7 @@
 //! optimistic concurrency, status-subresource rules and generation counting.
 
 use super::{decode, encode, Call};
+use crate::fieldvalidation::{Directive, FieldProblem, FieldProblems};
 use crate::http::{json, Body};
 use crate::object::{self, meta_str, metadata_mut};
 use crate::status::{ApiError, Cause};
@@ -17,9 +18,16 @@ const CONFLICT_RETRIES: usize = 10;
 /// The request body as a JSON object of this resource's kind.
 fn body_object(call: &Call<'_>) -> Result<Value, ApiError> {
     let mut object: Value = match call.req.content_type() {
-        "" | "application/json" => serde_json::from_slice(&call.req.body).map_err(|e| {
-            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-        })?,
+        "" | "application/json" => {
+            let (object, warnings) = crate::fieldvalidation::decode_object(
+                &call.def,
+                call.rr.verb,
+                &call.req.query,
+                &call.req.body,
+            )?;
+            call.set_warnings(warnings);
+            object
+        }
         crate::protobuf::CONTENT_TYPE if !call.cp.is_custom_resource(&call.def) => {
             let body = &call.req.body;
             crate::protobuf::decode(body, &call.def.api_version(), &call.def.kind)
@@ -335,6 +343,10 @@ pub(super) async fn patch(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
         if scale {
             return super::scale::apply_scale(&call.def, current, &patched);
         }
+        let merge = (patch_type == "application/merge-patch+json").then_some(&call.req.body[..]);
+        let (patched, warnings) =
+            crate::fieldvalidation::check_patched(&call.def, &call.req.query, merge, &patched)?;
+        call.set_warnings(warnings);
         Ok(patched)
     })
     .await?;
@@ -499,17 +511,21 @@ fn merge_for_update(call: &Call<'_>, current: &Value, updated: &mut Value) -> Re
     Ok(())
 }
 
-/// CustomResourceDefinition and custom resource admission ([`crate::crd::admit`]).
+/// CustomResourceDefinition and custom resource admission ([`crate::crd::admit`]); the
+/// fields a custom resource's schema pruned are judged by the request's `fieldValidation`.
 fn admit(call: &Call<'_>, old: Option<&Value>, object: &mut Value) -> Result<(), ApiError> {
-    crate::crd::admit(
+    let pruned = crate::crd::admit(
         call.cp.registry(),
         &call.def,
         call.rr.subresource.as_deref(),
         old,
         object,
-        call.req.query.get("fieldValidation"),
-    )
-    .map(|_pruned| ())
+    )?;
+    let problems = FieldProblems(pruned.into_iter().map(FieldProblem::Unknown).collect());
+    let warnings = Directive::from_query(&call.req.query, call.rr.verb)?
+        .judge(&problems, ApiError::bad_request)?;
+    call.add_warnings(warnings);
+    Ok(())
 }
 
 /// A namespace's `spec.finalizers`.
