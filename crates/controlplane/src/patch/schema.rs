@@ -301,6 +301,17 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// Whether this object is a map (`additionalProperties`) rather than a struct: apply
+    /// owns a granular map itself as well as its entries.
+    pub fn is_map(&self) -> bool {
+        self.resolved().1.is_some_and(|schema| {
+            schema.get("properties").is_none()
+                && schema
+                    .get("additionalProperties")
+                    .is_some_and(Value::is_object)
+        })
+    }
+
     /// Whether this value's schema is known (a field the schema declares).
     pub fn is_known(&self) -> bool {
         self.schema.is_some()
