@@ -43,7 +43,7 @@ async fn kube_rs_applies_with_field_managers() {
     assert_eq!(entries[0].fields_type.as_deref(), Some("FieldsV1"));
     assert_eq!(
         entries[0].fields_v1.as_ref().unwrap().0,
-        json!({"f:data": {".": {}, "f:a": {}, "f:b": {}}})
+        json!({"f:data": {"f:a": {}, "f:b": {}}})
     );
 
     // A change, then a field no longer applied goes away.
@@ -134,6 +134,18 @@ async fn kube_rs_applies_with_field_managers() {
         missing.message,
         "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
     );
+
+    // A dry run creates nothing.
+    let dry = cms
+        .patch(
+            "dry",
+            &apply("mgr").dry_run(),
+            &Patch::Apply(config("dry", json!({"a": "1"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dry.data.unwrap()["a"], "1");
+    assert!(cms.get_opt("dry").await.unwrap().is_none());
 
     // Lists merge by their keys: a container no longer applied is removed.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
@@ -245,5 +257,62 @@ fn kubectl_applies_server_side() {
             ]),
         );
         assert_eq!(managers, "kubectl:Apply ", "{}", binary.display());
+
+        // `kubectl scale` owns the replicas it set: applying others conflicts.
+        let deployment = server.data_dir.path().join(format!("{name}-deploy.yaml"));
+        let write_deployment = |replicas: u32| {
+            std::fs::write(
+                &deployment,
+                format!(
+                    "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: default\n\
+                     spec:\n  replicas: {replicas}\n  selector:\n    matchLabels:\n      app: {name}\n\
+                     \x20 template:\n    metadata:\n      labels:\n        app: {name}\n\
+                     \x20   spec:\n      containers:\n      - name: app\n        image: app:1\n"
+                ),
+            )
+            .unwrap()
+        };
+        let apply_deployment = |extra: &[&str]| {
+            let mut args = vec![
+                "apply",
+                "--server-side",
+                "--validate=false",
+                "-f",
+                deployment.to_str().unwrap(),
+            ];
+            args.extend_from_slice(extra);
+            kubectl(&args)
+        };
+        let replicas = || {
+            check(
+                &binary,
+                &kubectl(&[
+                    "get",
+                    "deployment",
+                    &name,
+                    "-o",
+                    "jsonpath={.spec.replicas}",
+                ]),
+            )
+        };
+        write_deployment(1);
+        check(&binary, &apply_deployment(&[]));
+        check(
+            &binary,
+            &kubectl(&["scale", "deployment", &name, "--replicas=3"]),
+        );
+        write_deployment(2);
+        let out = apply_deployment(&[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && stderr.contains("conflict")
+                && stderr.contains(".spec.replicas"),
+            "{}: {stderr}",
+            binary.display()
+        );
+        assert_eq!(replicas(), "3", "{}", binary.display());
+        check(&binary, &apply_deployment(&["--force-conflicts"]));
+        assert_eq!(replicas(), "2", "{}", binary.display());
     }
 }

@@ -19,14 +19,27 @@ pub struct FieldSet {
 }
 
 impl FieldSet {
-    /// The fields `object` sets, with lists and maps treated as `node` describes them.
+    /// The fields `object` sets, with lists and maps treated as `node` describes them, as
+    /// an apply owns them (structured-merge-diff's `ToFieldSet`): values, atomic lists and
+    /// structs, set and map list items, and empty maps; not the maps and lists holding them.
     pub fn of_object(object: &Value, node: Node<'_>) -> FieldSet {
+        Self::walk(object, node, false)
+    }
+
+    /// The fields of `object` as a comparison between two versions sees them
+    /// (structured-merge-diff's `Compare`): also every granular map, so that a map an
+    /// update adds is owned itself (`.` in `fieldsV1`).
+    pub fn of_object_compared(object: &Value, node: Node<'_>) -> FieldSet {
+        Self::walk(object, node, true)
+    }
+
+    fn walk(object: &Value, node: Node<'_>, maps: bool) -> FieldSet {
         let mut set = FieldSet::default();
         if let Value::Object(map) = object {
             for (key, value) in map {
                 let (child, meta) = node.field(key);
                 set.child(format!("f:{key}"))
-                    .insert_value(value, child, &meta);
+                    .insert_value(value, child, &meta, maps);
             }
         }
         set
@@ -36,20 +49,20 @@ impl FieldSet {
         self.children.entry(element).or_default()
     }
 
-    fn insert_value(&mut self, value: &Value, node: Node<'_>, meta: &FieldMeta) {
+    fn insert_value(&mut self, value: &Value, node: Node<'_>, meta: &FieldMeta, maps: bool) {
         match value {
             Value::Object(map) => {
                 if map.is_empty() || node.is_atomic_struct() {
                     self.member = true;
                     return;
                 }
-                if node.is_map() {
+                if maps && node.is_map() {
                     self.member = true;
                 }
                 for (key, value) in map {
                     let (child, meta) = node.field(key);
                     self.child(format!("f:{key}"))
-                        .insert_value(value, child, &meta);
+                        .insert_value(value, child, &meta, maps);
                 }
             }
             Value::Array(items) => match meta.apply_list_type() {
@@ -57,9 +70,6 @@ impl FieldSet {
                 (ListType::Set, _) => {
                     for item in items {
                         self.child(value_element(item)).member = true;
-                    }
-                    if items.is_empty() {
-                        self.member = true;
                     }
                 }
                 (ListType::Map, keys) => {
@@ -71,12 +81,9 @@ impl FieldSet {
                                 let (field, meta) = node.items().field(key);
                                 child
                                     .child(format!("f:{key}"))
-                                    .insert_value(value, field, &meta);
+                                    .insert_value(value, field, &meta, maps);
                             }
                         }
-                    }
-                    if items.is_empty() {
-                        self.member = true;
                     }
                 }
             },
@@ -315,6 +322,67 @@ fn matches_element(item: &Value, element: &str) -> bool {
     false
 }
 
+/// Merges the items of a set or map list as structured-merge-diff orders them: the applied
+/// items in their order, live-only items kept where they stood among them, merging
+/// the items both have.
+fn merge_items(
+    live: &[Value],
+    applied: &[Value],
+    id: impl Fn(&Value) -> Element,
+    merge_item: impl Fn(Option<&Value>, &Value) -> Value,
+) -> Vec<Value> {
+    let live_ids: Vec<Element> = live.iter().map(&id).collect();
+    let applied_ids: Vec<Element> = applied.iter().map(&id).collect();
+    let live_by_id = |pe: &Element| live_ids.iter().position(|l| l == pe).map(|at| &live[at]);
+    let in_applied = |pe: &Element| applied_ids.contains(pe);
+    let mut shared = applied_ids
+        .iter()
+        .filter(|pe| live_ids.contains(pe))
+        .cloned()
+        .collect::<std::collections::VecDeque<_>>();
+    let mut next_shared = shared.pop_front();
+    let mut merged_applied: Vec<Element> = Vec::new();
+    let mut out = Vec::with_capacity(live.len().max(applied.len()));
+    let (mut l, mut r) = (0, 0);
+    while l < live.len() || r < applied.len() {
+        if l < live.len() && r < applied.len() {
+            let pe = &live_ids[l];
+            if *pe == applied_ids[r] {
+                merged_applied.push(pe.clone());
+                out.push(merge_item(Some(&live[l]), &applied[r]));
+                l += 1;
+                r += 1;
+                next_shared = shared.pop_front();
+                continue;
+            }
+            if in_applied(pe) && next_shared.as_ref().is_some_and(|n| n != pe) {
+                l += 1;
+                continue;
+            }
+        }
+        if l < live.len() {
+            let pe = &live_ids[l];
+            if !in_applied(pe) {
+                out.push(live[l].clone());
+                l += 1;
+                continue;
+            } else if merged_applied.contains(pe) {
+                l += 1;
+            }
+        }
+        if r < applied.len() {
+            let pe = &applied_ids[r];
+            merged_applied.push(pe.clone());
+            out.push(merge_item(live_by_id(pe), &applied[r]));
+            r += 1;
+            if next_shared.as_ref() == Some(pe) {
+                next_shared = shared.pop_front();
+            }
+        }
+    }
+    out
+}
+
 /// Merges an applied configuration into the live object: maps and structs merge, atomic
 /// lists and scalars are replaced, sets are unioned and map lists merge item by item.
 pub fn merge(live: &Value, applied: &Value, node: Node<'_>, meta: &FieldMeta) -> Value {
@@ -333,33 +401,21 @@ pub fn merge(live: &Value, applied: &Value, node: Node<'_>, meta: &FieldMeta) ->
         }
         (Value::Array(live_items), Value::Array(applied_items)) => match meta.apply_list_type() {
             (ListType::Atomic, _) => applied.clone(),
-            (ListType::Set, _) => {
-                let mut merged = live_items.clone();
-                for item in applied_items {
-                    if !merged.contains(item) {
-                        merged.push(item.clone());
-                    }
-                }
-                Value::Array(merged)
-            }
-            (ListType::Map, keys) => {
-                let element = |item: &Value| key_element(item, &keys);
-                let mut merged: Vec<Value> = live_items
-                    .iter()
-                    .map(
-                        |item| match applied_items.iter().find(|a| element(a) == element(item)) {
-                            Some(new) => merge(item, new, node.items(), &FieldMeta::default()),
-                            None => item.clone(),
-                        },
-                    )
-                    .collect();
-                for item in applied_items {
-                    if !live_items.iter().any(|l| element(l) == element(item)) {
-                        merged.push(item.clone());
-                    }
-                }
-                Value::Array(merged)
-            }
+            (ListType::Set, _) => Value::Array(merge_items(
+                live_items,
+                applied_items,
+                value_element,
+                |_, applied| applied.clone(),
+            )),
+            (ListType::Map, keys) => Value::Array(merge_items(
+                live_items,
+                applied_items,
+                |item| key_element(item, &keys),
+                |live, applied| match live {
+                    Some(live) => merge(live, applied, node.items(), &FieldMeta::default()),
+                    None => applied.clone(),
+                },
+            )),
         },
         _ => applied.clone(),
     }
@@ -386,7 +442,7 @@ mod tests {
         assert_eq!(
             set.to_v1(),
             json!({
-                "f:metadata": {"f:labels": {".": {}, "f:app": {}}, "f:finalizers": {"v:\"a\"": {}}},
+                "f:metadata": {"f:labels": {"f:app": {}}, "f:finalizers": {"v:\"a\"": {}}},
                 "f:spec": {"f:replicas": {}, "f:selector": {},
                     "f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {
                         ".": {}, "f:args": {}, "f:image": {}, "f:name": {},
@@ -395,6 +451,11 @@ mod tests {
             })
         );
         assert_eq!(FieldSet::from_v1(&set.to_v1()), set);
+        let compared = FieldSet::of_object_compared(&object, deployment());
+        assert_eq!(
+            compared.to_v1()["f:metadata"]["f:labels"],
+            json!({".": {}, "f:app": {}})
+        );
     }
 
     #[test]
@@ -466,5 +527,27 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    #[test]
+    fn merged_items_follow_the_applied_order_with_live_ones_in_place() {
+        let set = FieldMeta {
+            merge: true,
+            ..Default::default()
+        };
+        let merged = merge(
+            &json!(["a", "x", "b"]),
+            &json!(["b", "c", "a"]),
+            Node::unknown(),
+            &set,
+        );
+        assert_eq!(merged, json!(["x", "b", "c", "a"]));
+        let merged = merge(
+            &json!(["a", "x", "b"]),
+            &json!(["a", "c"]),
+            Node::unknown(),
+            &set,
+        );
+        assert_eq!(merged, json!(["a", "x", "b", "c"]));
     }
 }

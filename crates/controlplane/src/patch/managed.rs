@@ -109,9 +109,13 @@ fn write_entries(object: &mut Value, entries: Vec<Entry>) {
 }
 
 /// The fields of `object` that managers can own: not the type, the identity or the
-/// server-set metadata, nor `status` when it is a subresource of its own.
-fn owned_fields(object: &Value, node: Node<'_>, without_status: bool) -> FieldSet {
-    let mut set = FieldSet::of_object(object, node);
+/// server-set metadata, nor `status` when it is a subresource of its own; `compared` for
+/// the sets an update's comparison sees.
+fn owned_fields(object: &Value, node: Node<'_>, without_status: bool, compared: bool) -> FieldSet {
+    let mut set = match compared {
+        true => FieldSet::of_object_compared(object, node),
+        false => FieldSet::of_object(object, node),
+    };
     let path =
         |elements: &[&str]| -> Vec<Element> { elements.iter().map(|e| format!("f:{e}")).collect() };
     let mut server_set = vec![path(&["apiVersion"]), path(&["kind"])];
@@ -163,7 +167,7 @@ pub fn apply(
     without_status: bool,
 ) -> Result<Value, ApiError> {
     let applied = without_nulls(applied);
-    let applied_set = owned_fields(&applied, node, without_status);
+    let applied_set = owned_fields(&applied, node, without_status, false);
     let mut entries = live.map(read_entries).unwrap_or_default();
     if let Some(live) = live {
         if entries.is_empty() {
@@ -173,7 +177,7 @@ pub fn apply(
                 api_version: manager.api_version.into(),
                 time: None,
                 subresource: None,
-                fields: owned_fields(live, node, without_status),
+                fields: owned_fields(live, node, without_status, true),
             });
         }
     }
@@ -255,9 +259,9 @@ pub fn record_update(
         old.map(read_entries).unwrap_or_default()
     };
     let old_set = old
-        .map(|o| owned_fields(o, node, without_status))
+        .map(|o| owned_fields(o, node, without_status, true))
         .unwrap_or_default();
-    let new_set = owned_fields(new, node, without_status);
+    let new_set = owned_fields(new, node, without_status, true);
     let changed: Vec<Vec<Element>> = new_set
         .paths()
         .into_iter()
@@ -387,10 +391,7 @@ mod tests {
         assert_eq!(entries[0]["manager"], "m");
         assert_eq!(entries[0]["operation"], "Apply");
         assert_eq!(entries[0]["fieldsType"], "FieldsV1");
-        assert_eq!(
-            entries[0]["fieldsV1"],
-            json!({"f:data": {".": {}, "f:a": {}}})
-        );
+        assert_eq!(entries[0]["fieldsV1"], json!({"f:data": {"f:a": {}}}));
         assert_eq!(object["data"], json!({"a": "1"}));
     }
 
@@ -482,14 +483,8 @@ mod tests {
             .iter()
             .map(|e| (e["manager"].as_str().unwrap(), &e["fieldsV1"]))
             .collect();
-        // "m" keeps only the map itself; ".data.a" is "n"'s now.
-        assert_eq!(
-            owners,
-            [
-                ("m", &json!({"f:data": {}})),
-                ("n", &json!({"f:data": {".": {}, "f:a": {}}}))
-            ]
-        );
+        // ".data.a" is "n"'s now, and "m" owns nothing left.
+        assert_eq!(owners, [("n", &json!({"f:data": {"f:a": {}}}))]);
     }
 
     #[test]
@@ -514,10 +509,7 @@ mod tests {
             false,
         );
         let entries = updated["metadata"]["managedFields"].as_array().unwrap();
-        assert_eq!(
-            entries[0]["fieldsV1"],
-            json!({"f:data": {".": {}, "f:b": {}}})
-        );
+        assert_eq!(entries[0]["fieldsV1"], json!({"f:data": {"f:b": {}}}));
         assert_eq!(entries[1]["manager"], "kubectl-edit");
         assert_eq!(entries[1]["operation"], "Update");
         assert_eq!(
