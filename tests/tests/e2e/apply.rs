@@ -258,6 +258,35 @@ fn kubectl_applies_server_side() {
         );
         assert_eq!(managers, "kubectl:Apply ", "{}", binary.display());
 
+        // Client-side apply, then server-side: kubectl moves the ownership over itself
+        // (rewriting managedFields with a patch), so no conflict.
+        let migrated = format!("{name}-migrated");
+        std::fs::write(
+            &manifest,
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {migrated}\n  namespace: default\ndata:\n  a: \"1\"\n"),
+        )
+        .unwrap();
+        check(
+            &binary,
+            &kubectl(&[
+                "apply",
+                "--validate=false",
+                "-f",
+                manifest.to_str().unwrap(),
+            ]),
+        );
+        std::fs::write(
+            &manifest,
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {migrated}\n  namespace: default\ndata:\n  a: \"2\"\n"),
+        )
+        .unwrap();
+        check(&binary, &apply(&[]));
+        let value = check(
+            &binary,
+            &kubectl(&["get", "configmap", &migrated, "-o", "jsonpath={.data.a}"]),
+        );
+        assert_eq!(value, "2", "{}", binary.display());
+
         // `kubectl scale` owns the replicas it set: applying others conflicts.
         let deployment = server.data_dir.path().join(format!("{name}-deploy.yaml"));
         let write_deployment = |replicas: u32| {

@@ -201,8 +201,12 @@ pub fn apply(
         }
     }
     if !conflicts.is_empty() {
-        if !force {
-            return Err(conflict_error(&entries, &conflicts));
+        let mut blocking = conflicts.clone();
+        if manager.name == KUBECTL {
+            blocking.retain(|(_, path)| !last_applied_still_live(&base, path, node, manager));
+        }
+        if !force && !blocking.is_empty() {
+            return Err(conflict_error(&entries, &blocking));
         }
         for (at, path) in &conflicts {
             entries[*at].fields.subtract(&FieldSet::from_paths([path]));
@@ -215,10 +219,13 @@ pub fn apply(
         .unwrap_or_default();
     removed.subtract(&applied_set);
     for path in removed.paths() {
-        let owned_elsewhere = entries
-            .iter()
-            .enumerate()
-            .any(|(at, e)| Some(at) != mine && e.fields.touches(&path));
+        // Kept while anyone owns it or something below it, the applier's new set included
+        // (upstream prunes, then adds back what is owned).
+        let owned_elsewhere = applied_set.touches(&path)
+            || entries
+                .iter()
+                .enumerate()
+                .any(|(at, e)| Some(at) != mine && e.fields.touches(&path));
         if !owned_elsewhere {
             fields::remove(&mut merged, &path);
         }
@@ -241,6 +248,34 @@ pub fn apply(
     }
     write_entries(&mut merged, entries);
     Ok(merged)
+}
+
+/// The manager of `kubectl apply --server-side`.
+const KUBECTL: &str = "kubectl";
+/// Where client-side `kubectl apply` keeps what it applied.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Whether `path` is a field client-side `kubectl apply` set (it is in the object's
+/// last-applied annotation, in this API version) and nobody changed since: upstream lets
+/// kubectl's server-side apply take such fields over without a conflict
+/// (`lastAppliedManager`), so that moving from client-side to server-side apply works.
+fn last_applied_still_live(
+    live: &Value,
+    path: &[Element],
+    node: Node<'_>,
+    manager: &Manager<'_>,
+) -> bool {
+    let Some(text) = live["metadata"]["annotations"][LAST_APPLIED].as_str() else {
+        return false;
+    };
+    let Ok(last_applied) = serde_json::from_str::<Value>(text) else {
+        return false;
+    };
+    if last_applied["apiVersion"].as_str() != Some(manager.api_version) {
+        return false;
+    }
+    FieldSet::of_object(&last_applied, node).contains(path)
+        && fields::get(&last_applied, path) == fields::get(live, path)
 }
 
 /// Records a non-apply write (create, update, patch) of `manager`: the fields it set or
@@ -573,5 +608,87 @@ mod tests {
             "kubectl"
         );
         assert_eq!(update_manager(Some(""), None), "");
+    }
+
+    #[test]
+    fn kubectl_takes_over_what_client_side_apply_set() {
+        let mut live = apply(
+            None,
+            &config(json!({"a": "1", "b": "1"})),
+            cm(),
+            &manager("m"),
+            false,
+            false,
+        )
+        .unwrap();
+        let mut updated = live.clone();
+        updated["metadata"]["annotations"] =
+            json!({LAST_APPLIED: config(json!({"a": "1"})).to_string()});
+        updated["data"]["a"] = json!("1");
+        record_update(
+            Some(&live),
+            &mut updated,
+            cm(),
+            &manager("kubectl-client-side-apply"),
+            false,
+        );
+        live = updated;
+        // "a" was last applied client-side with its live value: kubectl may take it...
+        apply(
+            Some(&live),
+            &config(json!({"a": "2"})),
+            cm(),
+            &manager(KUBECTL),
+            false,
+            false,
+        )
+        .unwrap();
+        // ...but not "b", which "m" applied, nor may other managers.
+        let error = apply(
+            Some(&live),
+            &config(json!({"b": "2"})),
+            cm(),
+            &manager(KUBECTL),
+            false,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(error.code(), 409);
+        let error = apply(
+            Some(&live),
+            &config(json!({"a": "2"})),
+            cm(),
+            &manager("other"),
+            false,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(error.code(), 409);
+    }
+
+    #[test]
+    fn a_map_the_manager_owned_stays_while_it_applies_entries_in_it() {
+        let mut live = apply(
+            None,
+            &config(json!({"a": "1"})),
+            cm(),
+            &manager("m"),
+            false,
+            false,
+        )
+        .unwrap();
+        // The manager's entry says it owns the map itself too (as kubectl writes it when it
+        // moves client-side ownership over).
+        live["metadata"]["managedFields"][0]["fieldsV1"] = json!({"f:data": {".": {}, "f:a": {}}});
+        let applied = apply(
+            Some(&live),
+            &config(json!({"a": "2"})),
+            cm(),
+            &manager("m"),
+            false,
+            false,
+        )
+        .unwrap();
+        assert_eq!(applied["data"], json!({"a": "2"}));
     }
 }
