@@ -135,6 +135,26 @@ async fn kube_rs_applies_with_field_managers() {
         "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
     );
 
+    // `force` belongs to apply only.
+    let request = http::Request::patch("/api/v1/namespaces/default/configmaps/cfg?force=true")
+        .header("content-type", "application/merge-patch+json")
+        .body(br#"{"data":{"a":"x"}}"#.to_vec())
+        .unwrap();
+    let forbidden = status(client.request_text(request).await.unwrap_err());
+    assert_eq!(
+        forbidden.message,
+        "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"
+    );
+
+    // A resourceVersion in the applied object is a precondition.
+    let mut stale = config("cfg", json!({"a": "1"}));
+    stale["metadata"]["resourceVersion"] = json!(created.metadata.resource_version);
+    let error = cms
+        .patch("cfg", &apply("other").force(), &Patch::Apply(stale))
+        .await
+        .unwrap_err();
+    assert_eq!(status(error).code, 409);
+
     // A dry run creates nothing.
     let dry = cms
         .patch(

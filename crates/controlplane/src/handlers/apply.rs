@@ -69,6 +69,23 @@ pub(super) fn track_update(call: &Call<'_>, old: Option<&Value>, new: &mut Value
     );
 }
 
+/// The patch options only apply may use: `force` on another patch is a 422, as upstream.
+pub(super) fn check_patch_options(call: &Call<'_>) -> Result<(), ApiError> {
+    if call.req.content_type() != APPLY_PATCH && call.req.query.get("force").is_some() {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            vec![Cause {
+                reason: "FieldValueForbidden".into(),
+                message: "Forbidden: may not be specified for non-apply patch".into(),
+                field: "force".into(),
+            }],
+        ));
+    }
+    Ok(())
+}
+
 /// Serves a server-side apply: merges the applied configuration into the object (or
 /// creates it), with conflicts between field managers.
 pub(super) async fn apply(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
@@ -115,12 +132,16 @@ pub(super) async fn apply(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
             call.name()
         )));
     }
+    // As in other patches, a resourceVersion in the body is a precondition.
+    let precondition = meta_str(&applied, "resourceVersion")
+        .filter(|rv| !rv.is_empty())
+        .map(str::to_owned);
     let api_version = call.def.api_version();
     let manager = manager(call, name, &api_version);
     let node = schema_node(call);
     let without_status = without_status(call);
     for _ in 0..CREATE_ATTEMPTS {
-        let updated = write_with_retries(call, None, |current| {
+        let updated = write_with_retries(call, precondition.clone(), |current| {
             managed::apply(
                 Some(current),
                 &applied,
@@ -132,7 +153,8 @@ pub(super) async fn apply(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
         })
         .await;
         match updated {
-            Err(e) if e.code() == 404 && call.rr.subresource.is_none() => {}
+            Err(e)
+                if e.code() == 404 && call.rr.subresource.is_none() && precondition.is_none() => {}
             other => return Ok(json(StatusCode::OK, &respond(call, other?))),
         }
         let mut object = managed::apply(None, &applied, node, &manager, force, without_status)?;

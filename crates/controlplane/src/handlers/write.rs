@@ -261,6 +261,7 @@ fn json_body(call: &Call<'_>) -> Result<Value, ApiError> {
 }
 
 pub(super) async fn patch(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
+    super::apply::check_patch_options(call)?;
     let patch_type = call.req.content_type().to_owned();
     let is_custom = call.cp.is_custom_resource(&call.def);
     let patch: Value = match patch_type.as_str() {
