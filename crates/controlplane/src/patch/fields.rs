@@ -236,11 +236,23 @@ impl FieldSet {
 
 /// `k:{...}`: a map list item's key fields, as compact JSON with sorted keys.
 fn key_element(item: &Value, keys: &[String]) -> Element {
-    let fields: BTreeMap<&str, &Value> = keys
+    let fields: BTreeMap<&str, Value> = keys
         .iter()
-        .filter_map(|k| item.get(k).map(|v| (k.as_str(), v)))
+        .filter_map(|k| key_field(item, k).map(|v| (k.as_str(), v)))
         .collect();
     format!("k:{}", serde_json::to_string(&fields).unwrap_or_default())
+}
+
+/// A key field of a map list item, with upstream's default where the API defaults it
+/// (`protocol: TCP` of container and service ports): upstream computes field sets on
+/// defaulted objects, so `{containerPort: 80}` and `{containerPort: 80, protocol: TCP}`
+/// are the same item.
+fn key_field(item: &Value, key: &str) -> Option<Value> {
+    match (item.get(key), key) {
+        (Some(value), _) => Some(value.clone()),
+        (None, "protocol") => Some(Value::String("TCP".into())),
+        (None, _) => None,
+    }
 }
 
 /// `v:<json>`: a set item.
@@ -314,7 +326,9 @@ pub fn remove(object: &mut Value, path: &[Element]) {
 fn matches_element(item: &Value, element: &str) -> bool {
     if let Some(key) = element.strip_prefix("k:") {
         let fields: Map<String, Value> = serde_json::from_str(key).unwrap_or_default();
-        return fields.iter().all(|(k, v)| item.get(k) == Some(v));
+        return fields
+            .iter()
+            .all(|(k, v)| key_field(item, k).as_ref() == Some(v));
     }
     if let Some(value) = element.strip_prefix("v:") {
         return serde_json::from_str::<Value>(value).ok().as_ref() == Some(item);
@@ -549,5 +563,22 @@ mod tests {
             &set,
         );
         assert_eq!(merged, json!(["a", "x", "b", "c"]));
+    }
+
+    #[test]
+    fn defaulted_protocols_name_the_same_port() {
+        let service = Node::builtin_kind("", "v1", "Service");
+        let live = json!({"spec": {"ports": [{"port": 80, "name": "http"}]}});
+        let applied =
+            json!({"spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080}]}});
+        let merged = merge(&live, &applied, service, &FieldMeta::default());
+        assert_eq!(
+            merged["spec"]["ports"],
+            json!([{"port": 80, "name": "http", "protocol": "TCP", "targetPort": 8080}])
+        );
+        let set = FieldSet::of_object(&live, service);
+        let key = "k:{\"port\":80,\"protocol\":\"TCP\"}".to_owned();
+        assert!(set.contains(&["f:spec".into(), "f:ports".into(), key.clone()]));
+        assert!(get(&live, &["f:spec".into(), "f:ports".into(), key]).is_some());
     }
 }

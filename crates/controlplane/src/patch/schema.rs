@@ -312,11 +312,6 @@ impl<'a> Node<'a> {
         })
     }
 
-    /// Whether this value's schema is known (a field the schema declares).
-    pub fn is_known(&self) -> bool {
-        self.schema.is_some()
-    }
-
     /// A name for error messages: the definition, as upstream names the struct.
     pub fn name(&self) -> String {
         self.resolved().0.unwrap_or_default().to_owned()
@@ -371,11 +366,11 @@ mod tests {
         assert!(selector.is_atomic_struct());
         let (metadata, _) = deployment.field("metadata");
         let (labels, _) = metadata.field("labels");
-        let (value, meta) = labels.field("anything");
-        assert!(value.is_known());
+        assert!(labels.is_map());
+        let (_, meta) = labels.field("anything");
         assert_eq!(meta, FieldMeta::default());
         let (unknown, _) = deployment.field("nonsense");
-        assert!(!unknown.is_known());
+        assert!(!unknown.is_map() && !unknown.is_atomic_struct());
     }
 
     #[test]

@@ -685,7 +685,7 @@ fn go_type(value: &Value) -> &'static str {
 }
 
 /// A value as Go's `%v` prints it after `encoding/json` decoding (maps with sorted keys).
-pub(crate) fn go(value: &Value) -> String {
+fn go(value: &Value) -> String {
     match value {
         Value::Null => "<nil>".into(),
         Value::Bool(b) => b.to_string(),
