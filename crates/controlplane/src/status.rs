@@ -305,6 +305,17 @@ impl ApiError {
         error
     }
 
+    /// 409 for a server-side apply that would change fields other managers own
+    /// (upstream's `NewApplyConflict`: the causes name the fields and their managers).
+    pub fn apply_conflict(message: impl Into<String>, causes: Vec<Cause>) -> Self {
+        let mut error = Self::new(409, "Conflict", message);
+        error.details = Some(Box::new(Details {
+            causes,
+            ..Default::default()
+        }));
+        error
+    }
+
     /// 503: the store cannot serve.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "ServiceUnavailable", message)

@@ -1,6 +1,7 @@
 //! The end-to-end test binary: one binary, one module per area, to keep link times low.
 
 mod api;
+mod apply;
 mod cli;
 mod crds;
 mod openapi;

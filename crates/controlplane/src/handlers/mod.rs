@@ -2,6 +2,7 @@
 //! [`Store`](kflex_storage_backends::Store): objects are JSON under kube-apiserver's keys,
 //! and `metadata.resourceVersion` is the store revision of an object's last write.
 
+mod apply;
 mod delete;
 mod pods;
 mod read;

@@ -55,7 +55,7 @@ fn body_object(call: &Call<'_>) -> Result<Value, ApiError> {
 
 /// `kind` and `apiVersion` must name this resource's kind; missing ones are taken from
 /// the endpoint, as upstream's decoder defaults them (the Python client omits them).
-fn check_type(call: &Call<'_>, object: &mut Value) -> Result<(), ApiError> {
+pub(super) fn check_type(call: &Call<'_>, object: &mut Value) -> Result<(), ApiError> {
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
     let api_version = object
         .get("apiVersion")
@@ -80,7 +80,7 @@ fn check_type(call: &Call<'_>, object: &mut Value) -> Result<(), ApiError> {
 }
 
 /// The body's namespace must be empty or the path's; it becomes the path's.
-fn place_in_namespace(call: &Call<'_>, object: &mut Value) -> Result<(), ApiError> {
+pub(super) fn place_in_namespace(call: &Call<'_>, object: &mut Value) -> Result<(), ApiError> {
     let sent = meta_str(object, "namespace").unwrap_or("").to_owned();
     let meta = metadata_mut(object);
     match call.namespace() {
@@ -139,6 +139,7 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     prepare_for_create(call, &mut object);
     crate::defaults::on_write(&call.def, &mut object);
     admit(call, None, &mut object)?;
+    super::apply::track_update(call, None, &mut object);
     let dry_run = call.dry_run()?;
     let attempts = if name.is_empty() {
         GENERATE_NAME_ATTEMPTS
@@ -196,7 +197,7 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
 }
 
 /// The server-set fields of a new object; client-sent values of them are ignored.
-fn prepare_for_create(call: &Call<'_>, object: &mut Value) {
+pub(super) fn prepare_for_create(call: &Call<'_>, object: &mut Value) {
     let tracks_generation = call.def.tracks_generation;
     let meta = metadata_mut(object);
     for field in [
@@ -258,7 +259,7 @@ pub(super) async fn update(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
 }
 
 /// What a write answers: the object, or its `Scale` for the scale subresource.
-fn respond(call: &Call<'_>, written: Value) -> Value {
+pub(super) fn respond(call: &Call<'_>, written: Value) -> Value {
     if call.rr.subresource.as_deref() == Some("scale") {
         super::scale::to_scale(&call.def, &written)
     } else {
@@ -273,9 +274,11 @@ fn json_body(call: &Call<'_>) -> Result<Value, ApiError> {
 }
 
 pub(super) async fn patch(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
+    super::apply::check_patch_options(call)?;
     let patch_type = call.req.content_type().to_owned();
     let is_custom = call.cp.is_custom_resource(&call.def);
     let patch: Value = match patch_type.as_str() {
+        super::apply::APPLY_PATCH => return super::apply::apply(call).await,
         "application/json-patch+json" | "application/merge-patch+json" => serde_json::from_slice(&call.req.body)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
         "application/strategic-merge-patch+json" if !is_custom => {
@@ -355,7 +358,7 @@ pub(super) async fn patch(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
 
 /// Reads the object, computes its new form with `change`, and writes it with a
 /// compare-and-swap; a concurrent write retries unless the client gave a precondition.
-async fn write_with_retries(
+pub(super) async fn write_with_retries(
     call: &Call<'_>,
     precondition: Option<String>,
     change: impl Fn(&Value) -> Result<Value, ApiError>,
@@ -381,6 +384,7 @@ async fn write_with_retries(
         merge_for_update(call, &current, &mut updated)?;
         crate::defaults::on_write(&call.def, &mut updated);
         admit(call, Some(&current), &mut updated)?;
+        super::apply::track_update(call, Some(&current), &mut updated);
         if same_object(&current, &updated) {
             return Ok(current);
         }
@@ -513,7 +517,11 @@ fn merge_for_update(call: &Call<'_>, current: &Value, updated: &mut Value) -> Re
 
 /// CustomResourceDefinition and custom resource admission ([`crate::crd::admit`]); the
 /// fields a custom resource's schema pruned are judged by the request's `fieldValidation`.
-fn admit(call: &Call<'_>, old: Option<&Value>, object: &mut Value) -> Result<(), ApiError> {
+pub(super) fn admit(
+    call: &Call<'_>,
+    old: Option<&Value>,
+    object: &mut Value,
+) -> Result<(), ApiError> {
     let pruned = crate::crd::admit(
         call.cp.registry(),
         &call.def,

@@ -1,6 +1,7 @@
 //! The schemas the OpenAPI documents publish: the built-in kinds' definitions as upstream
 //! publishes them (each kind tagged with `x-kubernetes-group-version-kind`, `metadata` not
-//! required, a `<Kind>List` for every listed kind), and custom resources' definitions.
+//! required, a `<Kind>List` for every listed kind, the patch and list extensions of
+//! [`crate::patch::schema`] on their properties), and custom resources' definitions.
 
 use crate::registry::{ResourceDef, ResourceRegistry};
 use crate::schema::{self, Definitions, REF_PREFIX};
@@ -39,6 +40,15 @@ fn publish(defs: &Definitions, registry: &ResourceRegistry) -> Map<String, Value
     for def in resources.filter(|d| !d.custom) {
         if let Some(kind_name) = defs.name_of_kind(&def.group, &def.version, &def.kind) {
             published.insert(list_name(kind_name, &def), list_definition(kind_name, &def));
+        }
+    }
+    for (definition, property, extensions) in crate::patch::schema::published_extensions() {
+        if let Some(Value::Object(schema)) = published
+            .get_mut(&definition)
+            .and_then(|d| d.get_mut("properties"))
+            .and_then(|p| p.get_mut(property))
+        {
+            schema.extend(extensions);
         }
     }
     published.insert(
@@ -182,6 +192,21 @@ fn references(value: &Value, found: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patch_and_list_extensions_are_published_on_their_properties() {
+        let defs = builtin();
+        let containers = &defs["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+        assert_eq!(containers["x-kubernetes-list-type"], "map");
+        let ports = &defs["io.k8s.api.core.v1.ServiceSpec"]["properties"]["ports"];
+        assert_eq!(ports["x-kubernetes-patch-merge-key"], "port");
+        assert_eq!(
+            ports["x-kubernetes-list-map-keys"],
+            json!(["port", "protocol"])
+        );
+    }
 
     #[test]
     fn kinds_are_tagged_and_metadata_is_optional() {

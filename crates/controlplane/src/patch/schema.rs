@@ -186,6 +186,37 @@ const ATOMIC_STRUCTS: &[&str] = &[
     "io.k8s.api.core.v1.ObjectReference",
 ];
 
+/// Every row of [`FIELDS`] as the `x-kubernetes-*` extensions upstream publishes on the
+/// property: `(definition name, property, extensions)`. The OpenAPI documents carry them so
+/// that clients computing patches (kubectl's client-side apply) agree with the server.
+pub fn published_extensions(
+) -> impl Iterator<Item = (String, &'static str, serde_json::Map<String, Value>)> {
+    FIELDS.iter().map(
+        |(prefix, short, property, strategies, key, list_type, keys)| {
+            let mut extensions = serde_json::Map::new();
+            if !strategies.is_empty() {
+                extensions.insert(
+                    "x-kubernetes-patch-strategy".into(),
+                    Value::from(*strategies),
+                );
+            }
+            if !key.is_empty() {
+                extensions.insert("x-kubernetes-patch-merge-key".into(), Value::from(*key));
+            }
+            if !list_type.is_empty() {
+                extensions.insert("x-kubernetes-list-type".into(), Value::from(*list_type));
+            }
+            if !keys.is_empty() {
+                extensions.insert(
+                    "x-kubernetes-list-map-keys".into(),
+                    Value::from(keys.to_vec()),
+                );
+            }
+            (format!("{prefix}{short}"), *property, extensions)
+        },
+    )
+}
+
 /// The metadata of `property` in the built-in definition `definition`, from [`FIELDS`].
 fn builtin_field(definition: &str, property: &str) -> Option<FieldMeta> {
     let (_, _, _, strategies, key, list_type, keys) =
@@ -301,9 +332,15 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// Whether this value's schema is known (a field the schema declares).
-    pub fn is_known(&self) -> bool {
-        self.schema.is_some()
+    /// Whether this object is a map (`additionalProperties`) rather than a struct: apply
+    /// owns a granular map itself as well as its entries.
+    pub fn is_map(&self) -> bool {
+        self.resolved().1.is_some_and(|schema| {
+            schema.get("properties").is_none()
+                && schema
+                    .get("additionalProperties")
+                    .is_some_and(Value::is_object)
+        })
     }
 
     /// A name for error messages: the definition, as upstream names the struct.
@@ -360,11 +397,11 @@ mod tests {
         assert!(selector.is_atomic_struct());
         let (metadata, _) = deployment.field("metadata");
         let (labels, _) = metadata.field("labels");
-        let (value, meta) = labels.field("anything");
-        assert!(value.is_known());
+        assert!(labels.is_map());
+        let (_, meta) = labels.field("anything");
         assert_eq!(meta, FieldMeta::default());
         let (unknown, _) = deployment.field("nonsense");
-        assert!(!unknown.is_known());
+        assert!(!unknown.is_map() && !unknown.is_atomic_struct());
     }
 
     #[test]

@@ -133,7 +133,10 @@ fn merge_map(
         match patch_value {
             Value::Object(patch_map) => {
                 let (child, meta) = node.field(&key);
-                let current_map = std::mem::take(current.as_object_mut().expect("same kind"));
+                let current_map = match current.take() {
+                    Value::Object(map) => map,
+                    _ => Map::new(),
+                };
                 *current = Value::Object(if meta.replace {
                     patch_map
                 } else {
@@ -142,7 +145,10 @@ fn merge_map(
             }
             Value::Array(patch_list) => {
                 let (child, meta) = node.field(&key);
-                let current_list = std::mem::take(current.as_array_mut().expect("same kind"));
+                let current_list = match current.take() {
+                    Value::Array(list) => list,
+                    _ => Vec::new(),
+                };
                 *current = Value::Array(merge_list_field(
                     current_list,
                     patch_list,
@@ -679,7 +685,7 @@ fn go_type(value: &Value) -> &'static str {
 }
 
 /// A value as Go's `%v` prints it after `encoding/json` decoding (maps with sorted keys).
-pub(crate) fn go(value: &Value) -> String {
+fn go(value: &Value) -> String {
     match value {
         Value::Null => "<nil>".into(),
         Value::Bool(b) => b.to_string(),
