@@ -112,19 +112,27 @@ impl FieldProblems {
     }
 }
 
-/// Parses a create or update body of `def`'s kind, drops its unknown fields and judges the
-/// problems by the request's directive: the object, and the warnings to send.
+/// Parses a create or update body of `def`'s kind (an `autoscaling/v1` `Scale` for the
+/// `scale` subresource), drops its unknown fields and judges the problems by the request's
+/// directive: the object, and the warnings to send.
 pub fn decode_object(
     def: &ResourceDef,
+    subresource: Option<&str>,
     verb: Verb,
     query: &Query,
     body: &[u8],
 ) -> Result<(Value, Vec<String>), ApiError> {
     let directive = Directive::from_query(query, verb)?;
     let defs = schema::builtin();
-    let root = (!def.custom)
-        .then(|| defs.of_kind(&def.group, &def.version, &def.kind))
-        .flatten();
+    let expected = match subresource {
+        Some("scale") => "Scale",
+        _ => def.kind.as_str(),
+    };
+    let root = match subresource {
+        Some("scale") => defs.of_kind("autoscaling", "v1", "Scale"),
+        _ if def.custom => None,
+        _ => defs.of_kind(&def.group, &def.version, &def.kind),
+    };
     let (object, problems) = parse(body, defs, root).map_err(|e| {
         ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
     })?;
@@ -139,8 +147,7 @@ pub fn decode_object(
             .map(|v| v.rsplit('/').next().unwrap_or(v))
             .unwrap_or_default();
         ApiError::bad_request(format!(
-            "{kind} in version \"{version}\" cannot be handled as a {}: {message}",
-            def.kind
+            "{kind} in version \"{version}\" cannot be handled as a {expected}: {message}"
         ))
     })?;
     Ok((object, warnings))
@@ -477,6 +484,7 @@ mod tests {
         let body = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"},"dta":{}}"#;
         let error = decode_object(
             &def,
+            None,
             Verb::Create,
             &Query::parse(Some("fieldValidation=Strict")),
             body,
@@ -488,9 +496,30 @@ mod tests {
             "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"dta\""
         );
         let (object, warnings) =
-            decode_object(&def, Verb::Create, &Query::default(), body).unwrap();
+            decode_object(&def, None, Verb::Create, &Query::default(), body).unwrap();
         assert_eq!(warnings, ["unknown field \"dta\""]);
         assert!(object.get("dta").is_none());
+    }
+
+    #[test]
+    fn scale_bodies_are_checked_against_scale() {
+        let def = ResourceRegistry::builtin()
+            .lookup("apps", "v1", "deployments")
+            .unwrap();
+        let body =
+            br#"{"kind":"Scale","apiVersion":"autoscaling/v1","spec":{"replicas":3,"replica":1}}"#;
+        let error = decode_object(
+            &def,
+            Some("scale"),
+            Verb::Update,
+            &Query::parse(Some("fieldValidation=Strict")),
+            body,
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.message(),
+            "Scale in version \"v1\" cannot be handled as a Scale: strict decoding error: unknown field \"spec.replica\""
+        );
     }
 
     #[test]

@@ -370,3 +370,115 @@ fn kubectl_applies_creates_and_explains_with_openapi() {
         assert!(out.contains("image"), "{}: {out}", binary.display());
     }
 }
+
+/// A tenant's documents name URLs under its own prefix: kubectl reaches them through
+/// `/clusters/<name>/` (v3 for 1.29+, v2 for 1.27/1.28).
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_explains_and_applies_on_a_tenant() {
+    use kflex_controlplane::authn::{Authenticator, User};
+    use kflex_controlplane::pki::CertificateAuthority;
+    use kflex_controlplane::{server, ControlPlane, Router};
+    use kflex_storage_backends::sqlite::{SqliteOptions, SqliteStore};
+    use std::sync::Arc;
+
+    let binaries = kubectls();
+    let dir = tempfile::tempdir().unwrap();
+    let plane = |name: &'static str| {
+        let mut authn = Authenticator::default();
+        authn.add_token(
+            format!("token-of-{name}"),
+            User {
+                name: format!("{name}-admin"),
+                uid: String::new(),
+                groups: vec![],
+            },
+        );
+        let path = dir.path().join(format!("{name}.db"));
+        async move {
+            let store = SqliteStore::open(path, SqliteOptions::default())
+                .await
+                .unwrap();
+            ControlPlane::start(name, Arc::new(store), authn)
+                .await
+                .unwrap()
+        }
+    };
+    let router = Arc::new(Router::new(plane("host").await));
+    router.add_tenant(plane("t").await);
+    let server_ca = CertificateAuthority::generate("server-ca").unwrap();
+    let server_cert = server_ca
+        .server_certificate(&["localhost"], &["127.0.0.1".parse().unwrap()])
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server::serve(
+        listener,
+        server::tls_config(&server_cert).unwrap(),
+        router,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let ca = serde_json::to_value(k8s_openapi::ByteString(
+        server_ca.certificate.cert_pem.as_bytes().to_vec(),
+    ))
+    .unwrap();
+    let kubeconfig = dir.path().join("tenant.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        serde_json::to_vec(&json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "t", "cluster": {
+                "server": format!("https://127.0.0.1:{port}/clusters/t"),
+                "certificate-authority-data": ca,
+            }}],
+            "users": [{"name": "t", "user": {"token": "token-of-t"}}],
+            "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}],
+            "current-context": "t",
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let manifest = dir.path().join("deployment.yaml");
+    let checks = tokio::task::spawn_blocking(move || {
+        for (i, binary) in binaries.iter().enumerate() {
+            let run = |args: &[&str]| {
+                std::process::Command::new(binary)
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .arg("--cache-dir")
+                    .arg(kubeconfig.with_extension(format!("cache{i}")))
+                    .args(args)
+                    .output()
+                    .unwrap()
+            };
+            let out = check(binary, &run(&["explain", "deployment.spec.replicas"]));
+            assert!(
+                out.contains("replicas <integer>"),
+                "{}: {out}",
+                binary.display()
+            );
+            std::fs::write(
+                &manifest,
+                DEPLOYMENT
+                    .replace("NAME", &format!("tenant{i}"))
+                    .replace("EXTRA", ""),
+            )
+            .unwrap();
+            let out = run(&["apply", "-f", manifest.to_str().unwrap(), "-v=6"]);
+            let log = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{}: {log}", binary.display());
+            assert!(
+                log.contains("fieldValidation=Strict"),
+                "{}: {log}",
+                binary.display()
+            );
+        }
+    });
+    let result = checks.await;
+    let _ = stop.send(());
+    let _ = serving.await;
+    result.unwrap();
+}

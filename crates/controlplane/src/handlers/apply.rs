@@ -126,6 +126,7 @@ pub(super) async fn apply(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     // Unknown fields of a built-in kind are judged by `fieldValidation` and never applied.
     let (mut applied, warnings) = crate::fieldvalidation::decode_object(
         &call.def,
+        None,
         call.rr.verb,
         &call.req.query,
         &serde_json::to_vec(&applied).unwrap_or_default(),

@@ -21,6 +21,7 @@ fn body_object(call: &Call<'_>) -> Result<Value, ApiError> {
         "" | "application/json" => {
             let (object, warnings) = crate::fieldvalidation::decode_object(
                 &call.def,
+                None,
                 call.rr.verb,
                 &call.req.query,
                 &call.req.body,
@@ -267,10 +268,17 @@ pub(super) fn respond(call: &Call<'_>, written: Value) -> Value {
     }
 }
 
-/// The request body as JSON (for bodies that are not the resource's own kind).
+/// The body of a `scale` write: a `Scale`, checked against its schema like any object.
 fn json_body(call: &Call<'_>) -> Result<Value, ApiError> {
-    serde_json::from_slice(&call.req.body)
-        .map_err(|e| ApiError::bad_request(format!("json parse error: {e}")))
+    let (body, warnings) = crate::fieldvalidation::decode_object(
+        &call.def,
+        call.rr.subresource.as_deref(),
+        call.rr.verb,
+        &call.req.query,
+        &call.req.body,
+    )?;
+    call.set_warnings(warnings);
+    Ok(body)
 }
 
 pub(super) async fn patch(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
