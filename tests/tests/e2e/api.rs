@@ -257,12 +257,7 @@ fn kubectl_gets_applies_and_deletes() {
         .unwrap();
         check(
             &binary,
-            &kubectl(&[
-                "apply",
-                "--validate=false",
-                "-f",
-                manifest.to_str().unwrap(),
-            ]),
+            &kubectl(&["apply", "-f", manifest.to_str().unwrap()]),
         );
         let value = check(
             &binary,
@@ -498,12 +493,7 @@ fn kubectl_prints_upstreams_columns() {
             &kubectl(
                 &binary,
                 &server,
-                &[
-                    "apply",
-                    "--validate=false",
-                    "-f",
-                    manifest.to_str().unwrap(),
-                ],
+                &["apply", "-f", manifest.to_str().unwrap()],
             ),
         );
         let configmaps = check(
@@ -527,11 +517,7 @@ fn kubectl_prints_upstreams_columns() {
         );
         check(
             &binary,
-            &kubectl(
-                &binary,
-                &server,
-                &["apply", "--validate=false", "-f", more.to_str().unwrap()],
-            ),
+            &kubectl(&binary, &server, &["apply", "-f", more.to_str().unwrap()]),
         );
         for (args, header, row) in [
             (
@@ -817,12 +803,7 @@ fn kubectl_logs_and_exec_fail_fast_for_unscheduled_pods() {
             &kubectl(
                 &binary,
                 &server,
-                &[
-                    "apply",
-                    "--validate=false",
-                    "-f",
-                    manifest.to_str().unwrap(),
-                ],
+                &["apply", "-f", manifest.to_str().unwrap()],
             ),
         );
         for args in [

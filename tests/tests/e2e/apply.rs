@@ -218,13 +218,7 @@ fn kubectl_applies_server_side() {
             .unwrap()
         };
         let apply = |extra: &[&str]| {
-            let mut args = vec![
-                "apply",
-                "--server-side",
-                "--validate=false",
-                "-f",
-                manifest.to_str().unwrap(),
-            ];
+            let mut args = vec!["apply", "--server-side", "-f", manifest.to_str().unwrap()];
             args.extend_from_slice(extra);
             kubectl(&args)
         };
@@ -288,12 +282,7 @@ fn kubectl_applies_server_side() {
         .unwrap();
         check(
             &binary,
-            &kubectl(&[
-                "apply",
-                "--validate=false",
-                "-f",
-                manifest.to_str().unwrap(),
-            ]),
+            &kubectl(&["apply", "-f", manifest.to_str().unwrap()]),
         );
         std::fs::write(
             &manifest,
@@ -322,13 +311,7 @@ fn kubectl_applies_server_side() {
             .unwrap()
         };
         let apply_deployment = |extra: &[&str]| {
-            let mut args = vec![
-                "apply",
-                "--server-side",
-                "--validate=false",
-                "-f",
-                deployment.to_str().unwrap(),
-            ];
+            let mut args = vec!["apply", "--server-side", "-f", deployment.to_str().unwrap()];
             args.extend_from_slice(extra);
             kubectl(&args)
         };

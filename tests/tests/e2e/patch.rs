@@ -172,12 +172,7 @@ fn kubectl_sends_strategic_patches() {
         ]));
         check(
             &binary,
-            &kubectl(&[
-                "apply",
-                "--validate=false",
-                "-f",
-                manifest.to_str().unwrap(),
-            ]),
+            &kubectl(&["apply", "-f", manifest.to_str().unwrap()]),
         );
         assert_eq!(
             container_summary(&binary, &server, &name),
@@ -192,12 +187,7 @@ fn kubectl_sends_strategic_patches() {
         ]));
         check(
             &binary,
-            &kubectl(&[
-                "apply",
-                "--validate=false",
-                "-f",
-                manifest.to_str().unwrap(),
-            ]),
+            &kubectl(&["apply", "-f", manifest.to_str().unwrap()]),
         );
         assert_eq!(
             container_summary(&binary, &server, &name),
