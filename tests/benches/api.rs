@@ -2,7 +2,8 @@
 //! file each) behind one TLS listener, driven by 16 concurrent kube-rs clients.
 //!
 //! Run with `scripts/bench api`. Prints, per phase, operations per second and latency
-//! p50/p99: creates, gets, lists of 500 objects, and watch delivery latency (from the
+//! p50/p99: creates, gets, strategic merge patches, server-side applies, lists of 500
+//! objects, and watch delivery latency (from the
 //! create call to the event reaching a kube-rs watch). Also prints the resident memory of
 //! the process with the control planes idle and after the run. The clients run in the same
 //! process and on the same two cores as the server, so the figures are conservative.
@@ -14,7 +15,7 @@ use kflex_controlplane::authn::{Authenticator, User};
 use kflex_controlplane::pki::CertificateAuthority;
 use kflex_controlplane::{server, ControlPlane, Router};
 use kflex_storage_backends::sqlite::{SqliteOptions, SqliteStore};
-use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -183,6 +184,45 @@ async fn main() {
         .await
     };
     gets.print();
+
+    let mut patches = {
+        let (clients, created) = (clients.clone(), created.clone());
+        run("strategic merge patch configmap", phase, move |w, i| {
+            let (clients, created) = (clients.clone(), created.clone());
+            async move {
+                let (tenant, name) = &created[(w * 7919 + i) % created.len()];
+                let patch =
+                    Patch::Strategic(serde_json::json!({"data": {"patched": i.to_string()}}));
+                clients[*tenant]
+                    .patch(name, &PatchParams::default(), &patch)
+                    .await
+                    .expect("strategic merge patch");
+            }
+        })
+        .await
+    };
+    patches.print();
+    let mut applies = {
+        let (clients, created) = (clients.clone(), created.clone());
+        run("server-side apply configmap", phase, move |w, i| {
+            let (clients, created) = (clients.clone(), created.clone());
+            async move {
+                let (tenant, name) = &created[(w * 7919 + i) % created.len()];
+                let applied = Patch::Apply(serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": name},
+                    "data": {"applied": i.to_string()},
+                }));
+                clients[*tenant]
+                    .patch(name, &PatchParams::apply("bench").force(), &applied)
+                    .await
+                    .expect("server-side apply");
+            }
+        })
+        .await
+    };
+    applies.print();
 
     let listed = Api::<ConfigMap>::namespaced(clients[0].clone().into_client(), "kube-public");
     for i in 0..LIST_SIZE {
