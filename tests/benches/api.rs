@@ -3,9 +3,9 @@
 //!
 //! Run with `scripts/bench api`. Prints, per phase, operations per second and latency
 //! p50/p99: creates, gets, strategic merge patches, server-side applies, lists of 500
-//! objects, and watch delivery latency (from the
-//! create call to the event reaching a kube-rs watch). Also prints the resident memory of
-//! the process with the control planes idle and after the run. The clients run in the same
+//! objects, and watch delivery latency (from the create call to the event reaching a
+//! kube-rs watch). Also prints the resident memory of the process with the control planes
+//! idle and after the run. The clients run in the same
 //! process and on the same two cores as the server, so the figures are conservative.
 //! `KFLEX_BENCH_SECONDS` sets the length of each phase (default 5).
 
