@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod protobuf;
 mod robustness;
 mod services;
 mod support;

@@ -125,12 +125,17 @@ fn a_deployment_keeps_zero_replicas_and_empty_structs() {
                             ..Default::default()
                         }],
                         resources: Some(Default::default()),
+                        // Go's plain bools: written always, zero means unset.
+                        stdin: Some(false),
+                        tty: Some(false),
                         ..Default::default()
                     }],
+                    host_network: Some(false),
                     ..Default::default()
                 }),
             }),
             strategy: Some(Default::default()),
+            min_ready_seconds: Some(0),
             ..Default::default()
         }),
         status: Some(Default::default()),
@@ -434,6 +439,32 @@ fn nesting_is_bounded() {
     .unwrap();
     let error = decode::message(&[&crd_validation(props)], index, 0).unwrap_err();
     assert!(matches!(error, DecodeError::Malformed(m) if m.contains("nest deeper")));
+}
+
+#[test]
+fn the_listed_plain_fields_exist() {
+    for (message, fields) in schema::PLAIN_NUMBERS_AND_BOOLEANS {
+        let index = schema::message_index(message).unwrap_or_else(|| panic!("{message}"));
+        let names: Vec<&str> = schema::MESSAGES[index]
+            .fields
+            .iter()
+            .map(|f| f.name)
+            .collect();
+        for field in *fields {
+            let snake: String = field
+                .chars()
+                .flat_map(|c| {
+                    if c.is_ascii_uppercase() {
+                        vec!['_', c.to_ascii_lowercase()]
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect();
+            let snake = snake.replace("_p_i_d", "_pid").replace("_i_p_c", "_ipc");
+            assert!(names.contains(&snake.as_str()), "{message}.{field}");
+        }
+    }
 }
 
 /// Fields of k8s-pb (Kubernetes 1.34) that the served API version (1.33) does not have:
