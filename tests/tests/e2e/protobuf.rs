@@ -121,6 +121,71 @@ const COMMANDS: &[(&str, &[&str])] = &[
         "ingress",
         &["create", "ingress", "{}", "--rule=example.com/api=api:8080"],
     ),
+    (
+        "service",
+        &["create", "service", "nodeport", "{}", "--tcp=443:8443"],
+    ),
+    (
+        "service",
+        &[
+            "create",
+            "service",
+            "externalname",
+            "{}",
+            "--external-name=example.com",
+        ],
+    ),
+    (
+        "secret",
+        &[
+            "create",
+            "secret",
+            "docker-registry",
+            "{}",
+            "--docker-server=registry.example.com",
+            "--docker-username=u",
+            "--docker-password=p",
+        ],
+    ),
+    (
+        "deployment",
+        &[
+            "create",
+            "deployment",
+            "{}",
+            "--image=nginx",
+            "--image=busybox",
+        ],
+    ),
+    (
+        "poddisruptionbudget",
+        &[
+            "create",
+            "pdb",
+            "{}",
+            "--selector=app=db",
+            "--max-unavailable=50%",
+        ],
+    ),
+    (
+        "clusterrole",
+        &[
+            "create",
+            "clusterrole",
+            "{}",
+            "--aggregation-rule=rbac.example.com/aggregate=true",
+        ],
+    ),
+    (
+        "resourcequota",
+        &[
+            "create",
+            "quota",
+            "{}",
+            "--hard=pods=5",
+            "--scopes=BestEffort",
+        ],
+    ),
 ];
 
 /// The kubectl of `minor`, if installed.
@@ -131,9 +196,21 @@ fn kubectl_of(all: &[PathBuf], minor: u32) -> Option<PathBuf> {
         .cloned()
 }
 
-/// The object as read back, without what the server sets per object, and with its name
-/// (which also appears in labels and selectors) replaced by `NAME`.
+/// The object as read back, without what the server sets per object, with its name
+/// (which also appears in labels and selectors) replaced by `NAME`, and without `null`
+/// fields: Go reads `null` and absence as the same value (`"rules": null` is how Go writes
+/// a nil slice of a field without `omitempty`; protobuf has no way to say it).
 fn comparable(object: &str, name: &str) -> Value {
+    fn drop_nulls(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                map.retain(|_, v| !v.is_null());
+                map.values_mut().for_each(drop_nulls);
+            }
+            Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+            _ => {}
+        }
+    }
     let mut object: Value = serde_json::from_str(&object.replace(name, "NAME")).unwrap();
     let meta = object["metadata"].as_object_mut().unwrap();
     for field in [
@@ -144,6 +221,7 @@ fn comparable(object: &str, name: &str) -> Value {
     ] {
         meta.remove(field);
     }
+    drop_nulls(&mut object);
     object
 }
 
@@ -171,11 +249,11 @@ fn kubectl_protobuf_bodies_create_what_json_bodies_create() {
         comparable(&check(binary, &out), name)
     };
     let mut differences = Vec::new();
-    for (resource, args) in COMMANDS {
-        let name = format!("{resource}-json");
+    for (i, (resource, args)) in COMMANDS.iter().enumerate() {
+        let name = format!("{resource}-{i}-json");
         let expected = create_and_read(&json_kubectl, resource, args, &name);
         for (minor, binary) in &protobuf_kubectls {
-            let name = format!("{resource}-pb{minor}");
+            let name = format!("{resource}-{i}-pb{minor}");
             let created = create_and_read(binary, resource, args, &name);
             if created != expected {
                 differences.push(format!(
