@@ -398,3 +398,54 @@ async fn protobuf_bodies_update_and_evict() {
     assert_eq!(code, 200, "{text}");
     assert!(pods.get_opt("evicted").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn protobuf_bodies_scale_and_delete() {
+    let server = KflexServer::start();
+    let client = crate::support::client(&server).await;
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(client.clone(), "default");
+    let deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]}
+            }
+        }
+    }))
+    .unwrap();
+    deployments
+        .create(&kube::api::PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    // Scale{metadata: {name: web}, spec: {replicas: 5}}, as client-go's UpdateScale sends it.
+    let scale = [field(1, &field(1, b"web")), field(2, &[0x08, 5])].concat();
+    let (code, text) = send_protobuf(
+        &client,
+        "PUT",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        envelope("autoscaling/v1", "Scale", &scale),
+    )
+    .await;
+    assert_eq!(code, 200, "{text}");
+    let read = deployments.get("web").await.unwrap();
+    assert_eq!(read.spec.unwrap().replicas, Some(5));
+
+    // DeleteOptions{dryRun: ["All"]} deletes nothing; without it the object goes.
+    let path = "/apis/apps/v1/namespaces/default/deployments/web";
+    let dry_run = envelope("apps/v1", "DeleteOptions", &field(5, b"All"));
+    let (code, text) = send_protobuf(&client, "DELETE", path, dry_run).await;
+    assert_eq!(code, 200, "{text}");
+    assert!(deployments.get_opt("web").await.unwrap().is_some());
+    let (code, text) = send_protobuf(
+        &client,
+        "DELETE",
+        path,
+        envelope("apps/v1", "DeleteOptions", &[]),
+    )
+    .await;
+    assert_eq!(code, 200, "{text}");
+    assert!(deployments.get_opt("web").await.unwrap().is_none());
+}

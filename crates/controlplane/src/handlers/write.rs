@@ -21,9 +21,7 @@ fn body_object(call: &Call<'_>) -> Result<Value, ApiError> {
             ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         })?,
         crate::protobuf::CONTENT_TYPE if !call.cp.is_custom_resource(&call.def) => {
-            let body = &call.req.body;
-            crate::protobuf::decode(body, &call.def.api_version(), &call.def.kind)
-                .map_err(|failure| crate::protobuf::bad_request(&failure, &call.def.kind, body))?
+            crate::protobuf::decode_request(&call.req.body, &call.def.api_version(), &call.def.kind)?
         }
         crate::protobuf::CONTENT_TYPE => {
             return Err(ApiError::unsupported_media_type(
@@ -257,8 +255,11 @@ fn respond(call: &Call<'_>, written: Value) -> Value {
     }
 }
 
-/// The request body as JSON (for bodies that are not the resource's own kind).
+/// The request body as JSON (for the scale subresource's `Scale`).
 fn json_body(call: &Call<'_>) -> Result<Value, ApiError> {
+    if call.req.content_type() == crate::protobuf::CONTENT_TYPE {
+        return crate::protobuf::decode_request(&call.req.body, "autoscaling/v1", "Scale");
+    }
     serde_json::from_slice(&call.req.body)
         .map_err(|e| ApiError::bad_request(format!("json parse error: {e}")))
 }

@@ -573,3 +573,28 @@ fn every_field_of_the_built_in_kinds_has_its_json_name() {
         "JSON properties without a proto field"
     );
 }
+
+#[test]
+fn delete_options_decode_in_any_group_version() {
+    let options = pb_meta::DeleteOptions {
+        propagation_policy: Some("Foreground".into()),
+        dry_run: vec!["All".into()],
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    assert_eq!(
+        decode(
+            &envelope_of("apps/v1", "DeleteOptions", &options),
+            "v1",
+            "DeleteOptions"
+        )
+        .unwrap(),
+        json!({
+            "kind": "DeleteOptions",
+            "apiVersion": "apps/v1",
+            "propagationPolicy": "Foreground",
+            "dryRun": ["All"],
+            "gracePeriodSeconds": 0
+        })
+    );
+}
