@@ -119,6 +119,7 @@ fn resolve_all(defs: &Definitions) -> Vec<Option<Vec<JsonField>>> {
 }
 
 /// Go's plain (non-pointer) number and boolean fields, with `omitempty`, of the types
+/// (named as upstream's definitions, compared without case as k8s-pb respells some)
 /// clients write most: upstream's encoder writes them always, so a zero on the wire says
 /// nothing, and upstream's JSON leaves it out. k8s-pb and the OpenAPI definitions do not
 /// tell a plain field from a pointer (where `replicas: 0` or `runAsUser: 0` means
@@ -144,6 +145,15 @@ pub(super) const PLAIN_NUMBERS_AND_BOOLEANS: &[(&str, &[&str])] = &[
     ),
     ("io.k8s.api.core.v1.VolumeMount", &["readOnly"]),
     (
+        "io.k8s.api.core.v1.PersistentVolumeClaimVolumeSource",
+        &["readOnly"],
+    ),
+    ("io.k8s.api.core.v1.NFSVolumeSource", &["readOnly"]),
+    (
+        "io.k8s.api.core.v1.ReplicationControllerSpec",
+        &["minReadySeconds"],
+    ),
+    (
         "io.k8s.api.core.v1.Probe",
         &[
             "initialDelaySeconds",
@@ -163,7 +173,27 @@ pub(super) const PLAIN_NUMBERS_AND_BOOLEANS: &[(&str, &[&str])] = &[
         "io.k8s.api.apps.v1.DeploymentSpec",
         &["minReadySeconds", "paused"],
     ),
+    (
+        "io.k8s.api.apps.v1.DeploymentStatus",
+        &[
+            "observedGeneration",
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "unavailableReplicas",
+        ],
+    ),
     ("io.k8s.api.apps.v1.ReplicaSetSpec", &["minReadySeconds"]),
+    (
+        "io.k8s.api.apps.v1.ReplicaSetStatus",
+        &[
+            "fullyLabeledReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "observedGeneration",
+        ],
+    ),
     ("io.k8s.api.apps.v1.DaemonSetSpec", &["minReadySeconds"]),
     ("io.k8s.api.apps.v1.StatefulSetSpec", &["minReadySeconds"]),
     ("io.k8s.api.networking.v1.ServiceBackendPort", &["number"]),
@@ -178,7 +208,7 @@ fn omits_zero(message: &str, ty: Type, name: &str) -> bool {
         Type::Scalar(Scalar::String | Scalar::Bytes) => true,
         Type::Scalar(_) => PLAIN_NUMBERS_AND_BOOLEANS
             .iter()
-            .any(|(m, fields)| *m == message && fields.contains(&name)),
+            .any(|(m, fields)| m.eq_ignore_ascii_case(message) && fields.contains(&name)),
         Type::Message(_) | Type::Map(..) => false,
     }
 }

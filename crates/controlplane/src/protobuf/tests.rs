@@ -444,7 +444,7 @@ fn nesting_is_bounded() {
 #[test]
 fn the_listed_plain_fields_exist() {
     for (message, fields) in schema::PLAIN_NUMBERS_AND_BOOLEANS {
-        let index = schema::message_index(message).unwrap_or_else(|| panic!("{message}"));
+        let index = decode::message_of_definition(message).unwrap_or_else(|| panic!("{message}"));
         let names: Vec<&str> = schema::MESSAGES[index]
             .fields
             .iter()
