@@ -6,6 +6,7 @@ mod cli;
 mod crds;
 mod openapi;
 mod patch;
+mod protobuf;
 mod python_client;
 mod robustness;
 mod services;

@@ -55,6 +55,8 @@ impl DeleteOptions {
 fn options(call: &Call<'_>) -> Result<DeleteOptions, ApiError> {
     let body: Value = if call.req.body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
+    } else if call.req.content_type() == crate::protobuf::CONTENT_TYPE {
+        crate::protobuf::decode_request(&call.req.body, "v1", "DeleteOptions")?
     } else {
         serde_json::from_slice(&call.req.body)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?

@@ -40,9 +40,7 @@ fn success(code: StatusCode) -> Response<Body> {
 /// The request body, JSON or protobuf (of `kind` in `api_version`, the subresource's type).
 fn body(call: &Call<'_>, api_version: &str, kind: &str) -> Result<Value, ApiError> {
     if call.req.content_type() == crate::protobuf::CONTENT_TYPE {
-        let body = &call.req.body;
-        return crate::protobuf::decode(body, api_version, kind)
-            .map_err(|failure| crate::protobuf::bad_request(&failure, kind, body));
+        return crate::protobuf::decode_request(&call.req.body, api_version, kind);
     }
     serde_json::from_slice(&call.req.body)
         .map_err(|e| ApiError::bad_request(format!("json parse error: {e}")))

@@ -30,9 +30,7 @@ fn body_object(call: &Call<'_>) -> Result<Value, ApiError> {
             object
         }
         crate::protobuf::CONTENT_TYPE if !call.cp.is_custom_resource(&call.def) => {
-            let body = &call.req.body;
-            crate::protobuf::decode(body, &call.def.api_version(), &call.def.kind)
-                .map_err(|failure| crate::protobuf::bad_request(&failure, &call.def.kind, body))?
+            crate::protobuf::decode_request(&call.req.body, &call.def.api_version(), &call.def.kind)?
         }
         crate::protobuf::CONTENT_TYPE => {
             return Err(ApiError::unsupported_media_type(
@@ -268,8 +266,12 @@ pub(super) fn respond(call: &Call<'_>, written: Value) -> Value {
     }
 }
 
-/// The body of a `scale` write: a `Scale`, checked against its schema like any object.
+/// The body of a `scale` write: a `Scale` (JSON, checked against its schema like any
+/// object, or protobuf).
 fn json_body(call: &Call<'_>) -> Result<Value, ApiError> {
+    if call.req.content_type() == crate::protobuf::CONTENT_TYPE {
+        return crate::protobuf::decode_request(&call.req.body, "autoscaling/v1", "Scale");
+    }
     let (body, warnings) = crate::fieldvalidation::decode_object(
         &call.def,
         call.rr.subresource.as_deref(),

@@ -3,11 +3,11 @@
 //! Presence follows what upstream's encoder writes and its JSON omits: a nested message
 //! that is on the wire is written (`{}` when empty: Go's value structs always are, and
 //! gogo writes them always); a repeated or map field only when it has entries; a scalar
-//! when it is on the wire, with one exception, an empty string in a field the definition
-//! does not require (gogo writes Go's plain `string` fields always, and their `omitempty`
-//! drops them from JSON; a `*string` set to `""` is the one case this loses). Numbers and
-//! booleans on the wire are kept even when zero, since a pointer such as `replicas: 0`
-//! means something its absence does not.
+//! when it is on the wire, except a zero the field's Go type leaves out with `omitempty`
+//! (see `schema::omits_zero`: empty strings of optional fields, and the listed plain
+//! numbers and booleans; gogo writes those always). Other numbers and booleans on the wire
+//! are kept even when zero, since a pointer such as `replicas: 0` means something its
+//! absence does not.
 //!
 //! Upstream's special types map to their JSON forms: `Time`/`MicroTime` → RFC 3339 (an
 //! empty `Time` is Go's zero time, `null`), `Duration` → Go's duration string, `Quantity`
@@ -101,7 +101,7 @@ fn fields_into(
         if occurrences.is_empty() {
             continue;
         }
-        let (name, required) = match json {
+        let (name, omit_zero) = match json {
             JsonField::Unknown => continue,
             JsonField::Inline(inline) => {
                 let Type::Message(nested) = field.ty else {
@@ -116,7 +116,7 @@ fn fields_into(
                 fields_into(object, nested, &nested_found, inline, depth + 1)?;
                 continue;
             }
-            JsonField::Named { name, required } => (name, *required),
+            JsonField::Named { name, omit_zero } => (name, *omit_zero),
         };
         let value = match field.ty {
             Type::Map(key, value) => map(occurrences, key, value, depth)?,
@@ -133,7 +133,7 @@ fn fields_into(
             Type::Scalar(s) if field.repeated => Value::Array(repeated(occurrences, s)?),
             Type::Scalar(s) => {
                 let value = scalar(occurrences[occurrences.len() - 1], s)?;
-                if value.as_str() == Some("") && !required {
+                if omit_zero && is_zero(&value) {
                     continue;
                 }
                 value
@@ -142,6 +142,15 @@ fn fields_into(
         object.insert(name.clone(), value);
     }
     Ok(())
+}
+
+fn is_zero(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.is_empty(),
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        _ => false,
+    }
 }
 
 fn too_deep() -> DecodeError {

@@ -24,6 +24,9 @@ use wire::{Reader, WireValue};
 /// The media type of protobuf bodies.
 pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
+/// The definition of `DeleteOptions`, a body of DELETE requests.
+const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions";
+
 /// What every protobuf body starts with.
 const MAGIC: [u8; 4] = *b"k8s\0";
 
@@ -98,9 +101,15 @@ pub fn decode(
     Ok(object)
 }
 
+/// A protobuf request body of `kind` in `api_version` (the defaults for an envelope that
+/// leaves them out) as JSON, or upstream's 400.
+pub fn decode_request(body: &[u8], api_version: &str, kind: &str) -> Result<Value, ApiError> {
+    decode(body, api_version, kind).map_err(|failure| bad_request(&failure, kind, body))
+}
+
 /// Upstream's 400 for a body that could not be decoded into `expected_kind`
 /// (`transformDecodeError` in the apiserver's handlers).
-pub fn bad_request(failure: &Failure, expected_kind: &str, body: &[u8]) -> ApiError {
+fn bad_request(failure: &Failure, expected_kind: &str, body: &[u8]) -> ApiError {
     match &failure.kind_version {
         Some((kind, version)) => ApiError::bad_request(format!(
             "{kind} in version \"{version}\" cannot be handled as a {expected_kind}: {}",
@@ -176,8 +185,10 @@ fn object(api_version: &str, kind: &str, raw: &[u8], depth: usize) -> Result<Val
         kind: kind.to_owned(),
         api_version: api_version.to_owned(),
     };
+    // Upstream registers DeleteOptions in every group version.
     let definition = crate::schema::builtin()
         .name_of_kind(group, version, kind)
+        .or((kind == "DeleteOptions").then_some(DELETE_OPTIONS))
         .ok_or_else(unknown)?;
     let message = decode::message_of_definition(definition).ok_or_else(unknown)?;
     let mut object = Map::new();

@@ -74,9 +74,9 @@ impl Message {
 /// A field's JSON form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum JsonField {
-    /// A property: its name, and whether the definition requires it (upstream's Go field
-    /// then has no `omitempty`, so even its zero value is written).
-    Named { name: String, required: bool },
+    /// A property: its name, and whether its zero value on the wire is left out of the
+    /// JSON (see [`omits_zero`]).
+    Named { name: String, omit_zero: bool },
     /// An embedded Go struct (`json:",inline"`, as `Probe`'s `ProbeHandler`): a nested
     /// message on the wire whose fields are the parent's properties, named here.
     Inline(Vec<JsonField>),
@@ -118,6 +118,101 @@ fn resolve_all(defs: &Definitions) -> Vec<Option<Vec<JsonField>>> {
         .collect()
 }
 
+/// Go's plain (non-pointer) number and boolean fields, with `omitempty`, of the types
+/// (named as upstream's definitions, compared without case as k8s-pb respells some)
+/// clients write most: upstream's encoder writes them always, so a zero on the wire says
+/// nothing, and upstream's JSON leaves it out. k8s-pb and the OpenAPI definitions do not
+/// tell a plain field from a pointer (where `replicas: 0` or `runAsUser: 0` means
+/// something), so every other number or boolean on the wire is kept, even when zero: at
+/// worst a zero that means "unset" shows, never a set value lost.
+pub(super) const PLAIN_NUMBERS_AND_BOOLEANS: &[(&str, &[&str])] = &[
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        &["generation"],
+    ),
+    (
+        "io.k8s.api.core.v1.Container",
+        &["stdin", "stdinOnce", "tty"],
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainerCommon",
+        &["stdin", "stdinOnce", "tty"],
+    ),
+    ("io.k8s.api.core.v1.ContainerPort", &["hostPort"]),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        &["hostNetwork", "hostPID", "hostIPC"],
+    ),
+    ("io.k8s.api.core.v1.VolumeMount", &["readOnly"]),
+    (
+        "io.k8s.api.core.v1.PersistentVolumeClaimVolumeSource",
+        &["readOnly"],
+    ),
+    ("io.k8s.api.core.v1.NFSVolumeSource", &["readOnly"]),
+    (
+        "io.k8s.api.core.v1.ReplicationControllerSpec",
+        &["minReadySeconds"],
+    ),
+    (
+        "io.k8s.api.core.v1.Probe",
+        &[
+            "initialDelaySeconds",
+            "timeoutSeconds",
+            "periodSeconds",
+            "successThreshold",
+            "failureThreshold",
+        ],
+    ),
+    ("io.k8s.api.core.v1.ServicePort", &["nodePort"]),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        &["healthCheckNodePort", "publishNotReadyAddresses"],
+    ),
+    ("io.k8s.api.core.v1.NodeSpec", &["unschedulable"]),
+    (
+        "io.k8s.api.apps.v1.DeploymentSpec",
+        &["minReadySeconds", "paused"],
+    ),
+    (
+        "io.k8s.api.apps.v1.DeploymentStatus",
+        &[
+            "observedGeneration",
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "unavailableReplicas",
+        ],
+    ),
+    ("io.k8s.api.apps.v1.ReplicaSetSpec", &["minReadySeconds"]),
+    (
+        "io.k8s.api.apps.v1.ReplicaSetStatus",
+        &[
+            "fullyLabeledReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "observedGeneration",
+        ],
+    ),
+    ("io.k8s.api.apps.v1.DaemonSetSpec", &["minReadySeconds"]),
+    ("io.k8s.api.apps.v1.StatefulSetSpec", &["minReadySeconds"]),
+    ("io.k8s.api.networking.v1.ServiceBackendPort", &["number"]),
+    ("io.k8s.api.scheduling.v1.PriorityClass", &["globalDefault"]),
+];
+
+/// Whether a zero of this optional field is left out of the JSON: strings and bytes (Go's
+/// plain `string` and `[]byte` fields are the rule, `*string` the rare exception), and the
+/// plain numbers and booleans listed above.
+fn omits_zero(message: &str, ty: Type, name: &str) -> bool {
+    match ty {
+        Type::Scalar(Scalar::String | Scalar::Bytes) => true,
+        Type::Scalar(_) => PLAIN_NUMBERS_AND_BOOLEANS
+            .iter()
+            .any(|(m, fields)| m.eq_ignore_ascii_case(message) && fields.contains(&name)),
+        Type::Message(_) | Type::Map(..) => false,
+    }
+}
+
 /// How many embedded structs deep an inline field may go (upstream's go two deep at most).
 const MAX_INLINE: usize = 4;
 
@@ -139,7 +234,8 @@ fn resolve(message: &Message, definition: &Value, depth: usize) -> Vec<JsonField
         .map(|field| {
             if let Some(name) = by_normal.get(&normalize(field.name)) {
                 return JsonField::Named {
-                    required: required.contains(&name.as_str()),
+                    omit_zero: !required.contains(&name.as_str())
+                        && omits_zero(message.name, field.ty, name),
                     name: (*name).clone(),
                 };
             }

@@ -125,12 +125,17 @@ fn a_deployment_keeps_zero_replicas_and_empty_structs() {
                             ..Default::default()
                         }],
                         resources: Some(Default::default()),
+                        // Go's plain bools: written always, zero means unset.
+                        stdin: Some(false),
+                        tty: Some(false),
                         ..Default::default()
                     }],
+                    host_network: Some(false),
                     ..Default::default()
                 }),
             }),
             strategy: Some(Default::default()),
+            min_ready_seconds: Some(0),
             ..Default::default()
         }),
         status: Some(Default::default()),
@@ -436,6 +441,32 @@ fn nesting_is_bounded() {
     assert!(matches!(error, DecodeError::Malformed(m) if m.contains("nest deeper")));
 }
 
+#[test]
+fn the_listed_plain_fields_exist() {
+    for (message, fields) in schema::PLAIN_NUMBERS_AND_BOOLEANS {
+        let index = decode::message_of_definition(message).unwrap_or_else(|| panic!("{message}"));
+        let names: Vec<&str> = schema::MESSAGES[index]
+            .fields
+            .iter()
+            .map(|f| f.name)
+            .collect();
+        for field in *fields {
+            let snake: String = field
+                .chars()
+                .flat_map(|c| {
+                    if c.is_ascii_uppercase() {
+                        vec!['_', c.to_ascii_lowercase()]
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect();
+            let snake = snake.replace("_p_i_d", "_pid").replace("_i_p_c", "_ipc");
+            assert!(names.contains(&snake.as_str()), "{message}.{field}");
+        }
+    }
+}
+
 /// Fields of k8s-pb (Kubernetes 1.34) that the served API version (1.33) does not have:
 /// decoding drops them, as a 1.33 server drops fields it does not know.
 const NEWER_THAN_SERVED: &[&str] = &[
@@ -540,5 +571,30 @@ fn every_field_of_the_built_in_kinds_has_its_json_name() {
         unfilled,
         Vec::<String>::new(),
         "JSON properties without a proto field"
+    );
+}
+
+#[test]
+fn delete_options_decode_in_any_group_version() {
+    let options = pb_meta::DeleteOptions {
+        propagation_policy: Some("Foreground".into()),
+        dry_run: vec!["All".into()],
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    assert_eq!(
+        decode(
+            &envelope_of("apps/v1", "DeleteOptions", &options),
+            "v1",
+            "DeleteOptions"
+        )
+        .unwrap(),
+        json!({
+            "kind": "DeleteOptions",
+            "apiVersion": "apps/v1",
+            "propagationPolicy": "Foreground",
+            "dryRun": ["All"],
+            "gracePeriodSeconds": 0
+        })
     );
 }
