@@ -5,6 +5,7 @@ mod cli;
 mod crds;
 mod patch;
 mod python_client;
+mod rbac;
 mod robustness;
 mod services;
 mod support;
