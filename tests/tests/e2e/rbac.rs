@@ -256,7 +256,7 @@ async fn users_get_what_role_bindings_grant_and_nothing_more() {
     assert_eq!(
         status.reason.as_deref(),
         Some(
-            r#"RBAC: allowed by RoleBinding "team/alice-admin" of ClusterRole "admin" to User "alice""#
+            r#"RBAC: allowed by RoleBinding "alice-admin/team" of ClusterRole "admin" to User "alice""#
         )
     );
 
@@ -365,6 +365,19 @@ async fn kubectl_checks_access_impersonates_and_is_refused() {
             binary.display()
         );
 
+        let robot = "system:serviceaccount:kube-public:robot";
+        let out = kubectl(
+            &binary,
+            &server,
+            &["auth", "whoami", "--as", robot, "-o", "json"],
+        );
+        let review: serde_json::Value = serde_json::from_str(&check(&binary, &out)).unwrap();
+        assert_eq!(
+            review["status"]["userInfo"],
+            json!({"username": robot, "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-public", "system:authenticated"]}),
+            "{}",
+            binary.display()
+        );
         let out = kubectl_as(
             &binary,
             &server,

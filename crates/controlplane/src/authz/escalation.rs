@@ -144,7 +144,9 @@ fn not_held(
     errors: &[String],
 ) -> ApiError {
     let groups: Vec<String> = user.groups.iter().map(|g| format!("{g:?}")).collect();
-    let listed: Vec<String> = missing.iter().map(compact).collect();
+    let listed: std::collections::BTreeSet<String> =
+        compact_rules(missing).iter().map(compact).collect();
+    let listed: Vec<String> = listed.into_iter().collect();
     let mut message = format!(
         "{resource} \"{name}\" is forbidden: user {:?} (groups=[{}]) is attempting to grant RBAC permissions not currently held:\n{}",
         user.name,
@@ -184,6 +186,40 @@ fn compact(rule: &Value) -> String {
         })
         .collect();
     format!("{{{}}}", parts.join(", "))
+}
+
+/// Simple rules of one group and resource (no names) merged into one rule with all their
+/// verbs, as upstream's `CompactRules` presents missing permissions.
+fn compact_rules(rules: &[Value]) -> Vec<Value> {
+    let mut compacted: Vec<Value> = Vec::new();
+    for rule in rules {
+        let groups = strings(rule, "apiGroups");
+        let resources = strings(rule, "resources");
+        let simple = groups.len() == 1
+            && resources.len() == 1
+            && strings(rule, "resourceNames").is_empty()
+            && strings(rule, "nonResourceURLs").is_empty();
+        let same = compacted.iter_mut().find(|c| {
+            simple
+                && strings(c, "apiGroups") == groups
+                && strings(c, "resources") == resources
+                && strings(c, "resourceNames").is_empty()
+                && strings(c, "nonResourceURLs").is_empty()
+        });
+        match same {
+            Some(existing) => {
+                for verb in strings(rule, "verbs") {
+                    if let Some(verbs) = existing["verbs"].as_array_mut() {
+                        if !verbs.iter().any(|v| v == verb) {
+                            verbs.push(Value::from(verb));
+                        }
+                    }
+                }
+            }
+            None => compacted.push(rule.clone()),
+        }
+    }
+    compacted
 }
 
 /// A rule as its simplest parts (one group, resource, name and verb each; or one URL and
@@ -297,6 +333,23 @@ mod tests {
             json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}),
             json!({"verbs": ["escalate"], "apiGroups": ["x"], "resources": ["y/z"]})
         ));
+    }
+
+    #[test]
+    fn missing_verbs_of_one_resource_are_merged() {
+        let rule =
+            json!({"verbs": ["get", "list"], "apiGroups": ["", "apps"], "resources": ["pods"]});
+        let merged: Vec<String> = compact_rules(&breakdown(&rule))
+            .iter()
+            .map(compact)
+            .collect();
+        assert_eq!(
+            merged,
+            [
+                r#"{APIGroups:[""], Resources:["pods"], Verbs:["get" "list"]}"#,
+                r#"{APIGroups:["apps"], Resources:["pods"], Verbs:["get" "list"]}"#,
+            ]
+        );
     }
 
     #[test]

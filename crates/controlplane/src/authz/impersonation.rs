@@ -14,6 +14,7 @@ const UID: &str = "impersonate-uid";
 const EXTRA: &str = "impersonate-extra-";
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:";
 const ANONYMOUS: &str = "system:anonymous";
+const UNAUTHENTICATED: &str = "system:unauthenticated";
 
 /// The user a request acts as: `user` itself without impersonation headers, otherwise
 /// the impersonated user once `user` is allowed to impersonate every part of it.
@@ -98,12 +99,17 @@ pub async fn acting_user(
             ];
         }
     }
-    let implicit = if name == ANONYMOUS {
-        "system:unauthenticated"
+    // Anonymous is unauthenticated; anyone else is authenticated unless declared not to be.
+    let (implicit, unless) = if name == ANONYMOUS {
+        (UNAUTHENTICATED, UNAUTHENTICATED)
     } else {
-        AUTHENTICATED
+        (AUTHENTICATED, UNAUTHENTICATED)
     };
-    if !impersonated.groups.iter().any(|g| g == implicit) {
+    if !impersonated
+        .groups
+        .iter()
+        .any(|g| g == implicit || g == unless)
+    {
         impersonated.groups.push(implicit.to_owned());
     }
     Ok(impersonated)

@@ -86,16 +86,21 @@ pub fn applies_to(user: &User, subjects: &Value, namespace: &str) -> bool {
     })
 }
 
-/// How a subject is named in reasons: `User "alice"`.
+/// How a subject is named in reasons: `User "alice"`, `ServiceAccount "robot/ns"`.
 fn describe_subjects(user: &User, subjects: &Value, namespace: &str) -> String {
     for subject in subjects.as_array().into_iter().flatten() {
         let single = Value::Array(vec![subject.clone()]);
         if applies_to(user, &single, namespace) {
             let kind = subject["kind"].as_str().unwrap_or_default();
             let name = subject["name"].as_str().unwrap_or_default();
-            return match subject["namespace"].as_str().filter(|ns| !ns.is_empty()) {
-                Some(ns) if kind == "ServiceAccount" => format!("{kind} \"{ns}/{name}\""),
-                _ => format!("{kind} {name:?}"),
+            return if kind == "ServiceAccount" {
+                let ns = subject["namespace"]
+                    .as_str()
+                    .filter(|ns| !ns.is_empty())
+                    .unwrap_or(namespace);
+                format!("{kind} \"{name}/{ns}\"")
+            } else {
+                format!("{kind} {name:?}")
             };
         }
     }
@@ -160,7 +165,7 @@ pub async fn grants(
         match role {
             Some(role) => grants.push(Grant {
                 description: format!(
-                    "RoleBinding \"{namespace}/{binding_name}\" of {kind} {role_name:?} to {}",
+                    "RoleBinding \"{binding_name}/{namespace}\" of {kind} {role_name:?} to {}",
                     describe_subjects(user, &binding["subjects"], namespace)
                 ),
                 rules: rules_of(&role),
@@ -421,6 +426,14 @@ mod tests {
                 ""
             ),
             "Group \"devs\""
+        );
+        assert_eq!(
+            describe_subjects(
+                &sa,
+                &json!([{"kind": "ServiceAccount", "name": "robot"}]),
+                "ns"
+            ),
+            "ServiceAccount \"robot/ns\""
         );
     }
 
