@@ -426,3 +426,194 @@ async fn kubectl_checks_access_impersonates_and_is_refused() {
         );
     }
 }
+
+/// A control plane on `store`, with the tokens `admin` (system:masters) and `alice` (no
+/// groups).
+async fn control_plane(
+    store: std::sync::Arc<dyn kflex_storage_backends::Store>,
+) -> std::sync::Arc<kflex_controlplane::ControlPlane> {
+    use kflex_controlplane::authn::{Authenticator, User};
+    let mut authn = Authenticator::default();
+    let user = |name: &str, groups: &[&str]| User {
+        name: name.into(),
+        uid: String::new(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    };
+    authn.add_token("admin", user("admin", &["system:masters"]));
+    authn.add_token("alice", user("alice", &[]));
+    kflex_controlplane::ControlPlane::start("rbac", store, authn)
+        .await
+        .unwrap()
+}
+
+/// Sends one request as the user of `token`: the status and the JSON answer.
+async fn call(
+    cp: &kflex_controlplane::ControlPlane,
+    token: &str,
+    method: http::Method,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    use http_body_util::BodyExt;
+    let mut headers = http::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    headers.insert("content-type", "application/json".parse().unwrap());
+    let req = kflex_controlplane::http::ApiRequest {
+        method,
+        path: path.into(),
+        query: kflex_controlplane::request::Query::default(),
+        headers,
+        body: if body.is_null() {
+            bytes::Bytes::new()
+        } else {
+            serde_json::to_vec(&body).unwrap().into()
+        },
+        peer_certs: Default::default(),
+    };
+    let response = cp.handle(req).await;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn review_apis_answer_and_reject_bad_input_as_upstream() {
+    use kflex_storage_backends::sqlite::{SqliteOptions, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn kflex_storage_backends::Store> = std::sync::Arc::new(
+        SqliteStore::open(dir.path().join("rbac.db"), SqliteOptions::default())
+            .await
+            .unwrap(),
+    );
+    let cp = control_plane(store.clone()).await;
+    let post = http::Method::POST;
+
+    // Discovery lists the reviews as create-only.
+    let (code, doc) = call(
+        &cp,
+        "alice",
+        http::Method::GET,
+        "/apis/authorization.k8s.io/v1",
+        json!(null),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let ssar = doc["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "selfsubjectaccessreviews")
+        .unwrap();
+    assert_eq!(ssar["verbs"], json!(["create"]));
+
+    let path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    let (code, answer) = call(
+        &cp,
+        "alice",
+        post.clone(),
+        path,
+        json!({"spec": {"nonResourceAttributes": {"path": "/version", "verb": "get"}}}),
+    )
+    .await;
+    assert_eq!(code, 201);
+    assert_eq!(answer["kind"], "SelfSubjectAccessReview");
+    assert_eq!(answer["status"]["allowed"], true);
+    assert_eq!(
+        answer["status"]["reason"],
+        r#"RBAC: allowed by ClusterRoleBinding "system:discovery" of ClusterRole "system:discovery" to Group "system:authenticated""#
+    );
+    let (code, answer) = call(&cp, "alice", post.clone(), path, json!({"spec": {}})).await;
+    assert_eq!((code, answer["reason"].as_str()), (422, Some("Invalid")));
+    assert_eq!(
+        answer["message"],
+        r#"SelfSubjectAccessReview.authorization.k8s.io "" is invalid: spec.resourceAttributes: Invalid value: "null": exactly one of nonResourceAttributes or resourceAttributes must be specified"#
+    );
+    // Authorization comes first: a list is forbidden to alice, and not served to admins.
+    let (code, _) = call(&cp, "alice", http::Method::GET, path, json!(null)).await;
+    assert_eq!(code, 403);
+    let (code, _) = call(&cp, "admin", http::Method::GET, path, json!(null)).await;
+    assert_eq!(code, 405);
+
+    // SubjectAccessReview needs a user or group, and the right to create it.
+    let sar = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
+    let spec = json!({"spec": {"user": "bob", "resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "default"}}});
+    let (code, answer) = call(&cp, "alice", post.clone(), sar, spec.clone()).await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        answer["message"],
+        r#"subjectaccessreviews.authorization.k8s.io is forbidden: User "alice" cannot create resource "subjectaccessreviews" in API group "authorization.k8s.io" at the cluster scope"#
+    );
+    let (code, answer) = call(&cp, "admin", post.clone(), sar, spec).await;
+    assert_eq!(
+        (code, answer["status"]["allowed"].as_bool()),
+        (201, Some(false))
+    );
+    let (code, _) = call(
+        &cp,
+        "admin",
+        post.clone(),
+        sar,
+        json!({"spec": {"resourceAttributes": {"verb": "get"}}}),
+    )
+    .await;
+    assert_eq!(code, 422);
+
+    // A LocalSubjectAccessReview is about its own namespace only.
+    let local = "/apis/authorization.k8s.io/v1/namespaces/default/localsubjectaccessreviews";
+    let ask = |ns: &str| json!({"spec": {"user": "bob", "resourceAttributes": {"verb": "get", "resource": "pods", "namespace": ns}}});
+    let (code, answer) = call(&cp, "admin", post.clone(), local, ask("default")).await;
+    assert_eq!(
+        (code, answer["metadata"]["namespace"].as_str()),
+        (201, Some("default"))
+    );
+    let (code, _) = call(&cp, "admin", post.clone(), local, ask("kube-system")).await;
+    assert_eq!(code, 400);
+
+    // Rules reviews list what RBAC grants: every user may review itself.
+    let rules = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
+    let (code, answer) = call(
+        &cp,
+        "alice",
+        post.clone(),
+        rules,
+        json!({"spec": {"namespace": "default"}}),
+    )
+    .await;
+    assert_eq!(code, 201);
+    assert!(answer["status"]["resourceRules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["resources"] == json!(["selfsubjectaccessreviews", "selfsubjectrulesreviews"])));
+    assert_eq!(answer["status"]["incomplete"], false);
+
+    // The bootstrap policy survives a restart unchanged and carries upstream's marks.
+    drop(cp);
+    let cp = control_plane(store).await;
+    let (code, admin) = call(
+        &cp,
+        "admin",
+        http::Method::GET,
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles/admin",
+        json!(null),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        admin["metadata"]["annotations"]["rbac.authorization.k8s.io/autoupdate"],
+        "true"
+    );
+    assert!(admin["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["resources"] == json!(["rolebindings", "roles"])));
+    assert!(admin["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["resources"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("pods/log"))));
+}
