@@ -114,7 +114,7 @@ impl ControlPlane {
                 Err(e) => return Err(e),
             }
         }
-        crate::authz::bootstrap::ensure(self).await
+        authz::bootstrap::ensure(self).await
     }
 
     /// The control plane's name.

@@ -63,7 +63,7 @@ impl Attributes {
         }
     }
 
-    /// A request for `resource` (`resource` or `resource/subresource` is not split here).
+    /// A request for `resource` of `group` (set `subresource` on the result for one).
     pub fn resource(verb: &str, group: &str, resource: &str, namespace: &str, name: &str) -> Self {
         Attributes {
             verb: verb.to_owned(),
