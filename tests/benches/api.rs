@@ -316,7 +316,7 @@ async fn tenant(dir: &std::path::Path, name: &str) -> Arc<ControlPlane> {
         User {
             name: "bench".into(),
             uid: String::new(),
-            groups: vec![],
+            groups: vec!["system:masters".into()],
         },
     );
     let store = SqliteStore::open(dir.join(format!("{name}.db")), SqliteOptions::default())

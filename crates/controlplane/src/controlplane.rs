@@ -1,6 +1,7 @@
 //! One control plane: its store, resources and credentials, and how it answers a request.
 
 use crate::authn::Authenticator;
+use crate::authz;
 use crate::discovery::{self, DiscoveryFormat};
 use crate::handlers;
 use crate::http::{self as h, ApiRequest, Body};
@@ -113,7 +114,7 @@ impl ControlPlane {
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        authz::bootstrap::ensure(self).await
     }
 
     /// The control plane's name.
@@ -190,13 +191,17 @@ impl ControlPlane {
         if target == Target::Health {
             return h::text(StatusCode::OK, "ok");
         }
-        if self
+        let Some(user) = self
             .authenticator
             .authenticate(req.header("authorization"), &req.peer_certs)
-            .is_none()
-        {
+        else {
             return h::error(&ApiError::unauthorized());
-        }
+        };
+        let attrs = authz::Attributes::of_request(&req.method, &req.path, &req.query, &target);
+        let user = match authz::admit(self, user, &attrs, &req).await {
+            Ok(user) => user,
+            Err(error) => return h::error(&error),
+        };
         let accept = req.header("accept").map(str::to_owned);
         let found = |value: Option<Value>| match value {
             Some(value) => h::json(StatusCode::OK, &value),
@@ -226,10 +231,29 @@ impl ControlPlane {
                 crate::openapi::serve(&self.registry, &req, &path, &crd_schema)
             }
             Target::Health | Target::Other(_) => h::error(&ApiError::path_not_found()),
-            Target::Resource(rr) => match handlers::handle(self, rr, req).await {
-                Ok(response) => response,
-                Err(error) => h::error(&error),
-            },
+            Target::Resource(rr) if authz::review::is_review(&rr) => {
+                match authz::review::handle(self, &user, &rr, &req).await {
+                    Ok(response) => response,
+                    Err(error) => h::error(&error),
+                }
+            }
+            Target::Resource(rr) => {
+                let writes_aggregation = authz::aggregation::affects_aggregation(
+                    &rr.group,
+                    &rr.resource,
+                    rr.verb.as_str(),
+                );
+                match handlers::handle(self, rr, req).await {
+                    Ok(response) if writes_aggregation && response.status().is_success() => {
+                        match authz::aggregation::aggregate(self).await {
+                            Ok(()) => response,
+                            Err(error) => h::error(&error),
+                        }
+                    }
+                    Ok(response) => response,
+                    Err(error) => h::error(&error),
+                }
+            }
         }
     }
 }

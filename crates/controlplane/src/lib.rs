@@ -6,11 +6,12 @@
 //! API at `/`, tenants at `/clusters/<name>/`.
 //!
 //! A request's way: [`server`] (TLS, HTTP/1.1 and HTTP/2) → [`Router`] (which control
-//! plane) → [`ControlPlane::handle`] (authentication, then discovery or a resource) →
+//! plane) → [`ControlPlane::handle`] (authentication, authorization ([`authz`]), then discovery or a resource) →
 //! [`request`] (what is asked) → the handlers (REST semantics) → the store. Errors are
 //! `metav1.Status` ([`status`]).
 
 pub mod authn;
+pub mod authz;
 mod controlplane;
 pub mod crd;
 pub mod defaults;

@@ -574,7 +574,7 @@ async fn a_crd_is_served_only_by_its_own_control_plane() {
                 kflex_controlplane::authn::User {
                     name: "admin".into(),
                     uid: String::new(),
-                    groups: vec![],
+                    groups: vec!["system:masters".into()],
                 },
             );
             let store = SqliteStore::open(path, SqliteOptions::default())

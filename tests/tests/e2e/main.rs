@@ -8,6 +8,7 @@ mod openapi;
 mod patch;
 mod protobuf;
 mod python_client;
+mod rbac;
 mod robustness;
 mod services;
 mod support;

@@ -390,7 +390,7 @@ async fn kubectl_explains_and_applies_on_a_tenant() {
             User {
                 name: format!("{name}-admin"),
                 uid: String::new(),
-                groups: vec![],
+                groups: vec!["system:masters".into()],
             },
         );
         let path = dir.path().join(format!("{name}.db"));

@@ -127,7 +127,7 @@ async fn malformed_requests_get_a_status_and_never_a_panic() {
         User {
             name: "fuzz".into(),
             uid: String::new(),
-            groups: vec![],
+            groups: vec!["system:masters".into()],
         },
     );
     let router = Router::new(

@@ -24,7 +24,7 @@ async fn control_plane(dir: &std::path::Path, name: &str) -> (Arc<ControlPlane>,
         User {
             name: format!("{name}-admin"),
             uid: String::new(),
-            groups: vec![],
+            groups: vec!["system:masters".into()],
         },
     );
     let store = SqliteStore::open(dir.join(format!("{name}.db")), SqliteOptions::default())
@@ -48,7 +48,7 @@ fn client(
     match auth {
         Ok(token) => config.auth_info.token = Some(token.to_string().into()),
         Err(ca) => {
-            let cert = ca.client_certificate("alice", &["devs"]).unwrap();
+            let cert = ca.client_certificate("alice", &["system:masters"]).unwrap();
             config.auth_info.client_certificate_data = Some(base64(&cert.cert_pem));
             config.auth_info.client_key_data = Some(base64(&cert.key_pem).into());
         }

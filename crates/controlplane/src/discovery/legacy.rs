@@ -114,6 +114,8 @@ mod tests {
             [
                 "apps",
                 "events.k8s.io",
+                "authentication.k8s.io",
+                "authorization.k8s.io",
                 "autoscaling",
                 "batch",
                 "certificates.k8s.io",
@@ -129,7 +131,7 @@ mod tests {
                 "discovery.k8s.io",
             ]
         );
-        let autoscaling = &groups[2];
+        let autoscaling = &groups[4];
         assert_eq!(
             autoscaling["preferredVersion"]["groupVersion"],
             "autoscaling/v2"

@@ -6,6 +6,7 @@ use super::{ResourceDef, CRUD_VERBS};
 const NS: u8 = 1; // namespaced
 const GEN: u8 = 2; // metadata.generation tracks spec changes
 const ALL: u8 = 4; // in category "all"
+const CREATE_ONLY: u8 = 8; // a review: created, never stored
 
 /// `(group, version, kind, plural, singular, flags, short names, subresources)`.
 type Row = (
@@ -41,6 +42,12 @@ const RESOURCES: &[Row] = &[
     ("apps", "v1", "Deployment", "deployments", "deployment", NS | GEN | ALL, &["deploy"], &["status", "scale"]),
     ("apps", "v1", "ReplicaSet", "replicasets", "replicaset", NS | GEN | ALL, &["rs"], &["status", "scale"]),
     ("apps", "v1", "StatefulSet", "statefulsets", "statefulset", NS | GEN | ALL, &["sts"], &["status", "scale"]),
+    ("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", CREATE_ONLY, &[], &[]),
+    ("authentication.k8s.io", "v1beta1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", CREATE_ONLY, &[], &[]),
+    ("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", "localsubjectaccessreview", NS | CREATE_ONLY, &[], &[]),
+    ("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", CREATE_ONLY, &[], &[]),
+    ("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "selfsubjectrulesreview", CREATE_ONLY, &[], &[]),
+    ("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", "subjectaccessreview", CREATE_ONLY, &[], &[]),
     ("batch", "v1", "CronJob", "cronjobs", "cronjob", NS | GEN | ALL, &["cj"], &["status"]),
     ("batch", "v1", "Job", "jobs", "job", NS | GEN | ALL, &[], &["status"]),
     ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", NS | GEN | ALL, &["hpa"], &["status"]),
@@ -89,7 +96,11 @@ pub(super) fn resources() -> Vec<ResourceDef> {
                     } else {
                         Vec::new()
                     },
-                    verbs: CRUD_VERBS.to_vec(),
+                    verbs: if flags & CREATE_ONLY != 0 {
+                        vec!["create"]
+                    } else {
+                        CRUD_VERBS.to_vec()
+                    },
                     subresources: subresources.iter().map(|s| s.to_string()).collect(),
                     tracks_generation: flags & GEN != 0,
                     custom: false,
