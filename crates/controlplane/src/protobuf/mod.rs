@@ -6,7 +6,7 @@
 //! 2: kind}, 2: raw, 3: contentEncoding, 4: contentType`) whose `raw` is the object's own
 //! message from upstream's `generated.proto`. The messages' field numbers come from the
 //! k8s-pb crate's sources (`build.rs`), their JSON names and types from the built-in
-//! OpenAPI definitions ([`crate::schema`]): see [`schema`] and [`decode`].
+//! OpenAPI definitions ([`crate::schema`]): see `schema.rs` and `decode.rs`.
 //!
 //! A descriptor-driven transcoder is used rather than prost's typed structs: k8s-pb's
 //! structs have no JSON form, and converting hundreds of them to k8s-openapi's types one by

@@ -6,7 +6,9 @@
 //! (`clusterIP`); upstream's proto field names are the JSON names, so a field's JSON name is
 //! the definition property that is equal to it once both are lowercased and stripped of
 //! `_`, `-` and `$`. A field the definition does not have is unknown to the API version
-//! kflex serves and is dropped, as an upstream server of that version drops unknown fields.
+//! kflex serves and is dropped, as an upstream server of that version drops unknown fields;
+//! unless it is a nested message whose own fields are the definition's properties: an
+//! embedded Go struct (`json:",inline"`, as `Volume`'s `VolumeSource`), written inline.
 
 use crate::schema::{builtin, Definitions};
 use serde_json::Value;
