@@ -410,17 +410,19 @@ mod tests {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "d"}, "data": data})
     }
 
+    /// Applies `data` as the ConfigMap's data, as manager `name`.
+    fn apply_cm(
+        live: Option<&Value>,
+        data: Value,
+        name: &str,
+        force: bool,
+    ) -> Result<Value, ApiError> {
+        apply(live, &config(data), cm(), &manager(name), force, false)
+    }
+
     #[test]
     fn apply_creates_with_managed_fields() {
-        let object = apply(
-            None,
-            &config(json!({"a": "1"})),
-            cm(),
-            &manager("m"),
-            false,
-            false,
-        )
-        .unwrap();
+        let object = apply_cm(None, json!({"a": "1"}), "m", false).unwrap();
         let entries = object["metadata"]["managedFields"].as_array().unwrap();
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0]["manager"], "m");
@@ -432,56 +434,16 @@ mod tests {
 
     #[test]
     fn fields_no_longer_applied_are_removed_unless_owned_elsewhere() {
-        let first = apply(
-            None,
-            &config(json!({"a": "1", "b": "2", "c": "3"})),
-            cm(),
-            &manager("m"),
-            false,
-            false,
-        )
-        .unwrap();
-        let shared = apply(
-            Some(&first),
-            &config(json!({"c": "3"})),
-            cm(),
-            &manager("other"),
-            false,
-            false,
-        )
-        .unwrap();
-        let second = apply(
-            Some(&shared),
-            &config(json!({"a": "1"})),
-            cm(),
-            &manager("m"),
-            false,
-            false,
-        )
-        .unwrap();
+        let first = apply_cm(None, json!({"a": "1", "b": "2", "c": "3"}), "m", false).unwrap();
+        let shared = apply_cm(Some(&first), json!({"c": "3"}), "other", false).unwrap();
+        let second = apply_cm(Some(&shared), json!({"a": "1"}), "m", false).unwrap();
         assert_eq!(second["data"], json!({"a": "1", "c": "3"}));
     }
 
     #[test]
     fn changing_anothers_field_conflicts_and_force_takes_it() {
-        let first = apply(
-            None,
-            &config(json!({"a": "1"})),
-            cm(),
-            &manager("m"),
-            false,
-            false,
-        )
-        .unwrap();
-        let error = apply(
-            Some(&first),
-            &config(json!({"a": "2"})),
-            cm(),
-            &manager("n"),
-            false,
-            false,
-        )
-        .unwrap_err();
+        let first = apply_cm(None, json!({"a": "1"}), "m", false).unwrap();
+        let error = apply_cm(Some(&first), json!({"a": "2"}), "n", false).unwrap_err();
         assert_eq!((error.code(), error.reason()), (409, "Conflict"));
         assert_eq!(
             error.message(),
@@ -493,24 +455,8 @@ mod tests {
             json!({"reason": "FieldManagerConflict", "message": "conflict with \"m\"", "field": ".data.a"})
         );
         // The same value is shared ownership, not a conflict.
-        apply(
-            Some(&first),
-            &config(json!({"a": "1"})),
-            cm(),
-            &manager("n"),
-            false,
-            false,
-        )
-        .unwrap();
-        let forced = apply(
-            Some(&first),
-            &config(json!({"a": "2"})),
-            cm(),
-            &manager("n"),
-            true,
-            false,
-        )
-        .unwrap();
+        apply_cm(Some(&first), json!({"a": "1"}), "n", false).unwrap();
+        let forced = apply_cm(Some(&first), json!({"a": "2"}), "n", true).unwrap();
         assert_eq!(forced["data"]["a"], "2");
         let owners: Vec<(&str, &Value)> = forced["metadata"]["managedFields"]
             .as_array()
@@ -524,15 +470,7 @@ mod tests {
 
     #[test]
     fn updates_take_fields_and_conflict_with_applies() {
-        let first = apply(
-            None,
-            &config(json!({"a": "1", "b": "1"})),
-            cm(),
-            &manager("m"),
-            false,
-            false,
-        )
-        .unwrap();
+        let first = apply_cm(None, json!({"a": "1", "b": "1"}), "m", false).unwrap();
         let mut updated = first.clone();
         updated["data"]["a"] = json!("2");
         updated["data"]["z"] = json!("9");
@@ -551,30 +489,14 @@ mod tests {
             entries[1]["fieldsV1"],
             json!({"f:data": {"f:a": {}, "f:z": {}}})
         );
-        let error = apply(
-            Some(&updated),
-            &config(json!({"a": "3", "b": "1"})),
-            cm(),
-            &manager("m"),
-            false,
-            false,
-        )
-        .unwrap_err();
+        let error = apply_cm(Some(&updated), json!({"a": "3", "b": "1"}), "m", false).unwrap_err();
         assert_eq!(
             error.message(),
             "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using v1: .data.a"
         );
         let mut both = updated.clone();
         both["data"]["z"] = json!("8");
-        let error = apply(
-            Some(&updated),
-            &config(json!({"a": "3", "z": "0"})),
-            cm(),
-            &manager("m"),
-            false,
-            false,
-        )
-        .unwrap_err();
+        let error = apply_cm(Some(&updated), json!({"a": "3", "z": "0"}), "m", false).unwrap_err();
         assert_eq!(
             error.message(),
             "Apply failed with 2 conflicts: conflicts with \"kubectl-edit\" using v1:\n- .data.a\n- .data.z"
@@ -584,15 +506,7 @@ mod tests {
     #[test]
     fn untracked_objects_are_owned_before_the_first_apply() {
         let live = config(json!({"a": "1"}));
-        let error = apply(
-            Some(&live),
-            &config(json!({"a": "2"})),
-            cm(),
-            &manager("m"),
-            false,
-            false,
-        )
-        .unwrap_err();
+        let error = apply_cm(Some(&live), json!({"a": "2"}), "m", false).unwrap_err();
         assert!(
             error.message().contains("\"before-first-apply\" using v1"),
             "{}",
@@ -612,15 +526,7 @@ mod tests {
 
     #[test]
     fn kubectl_takes_over_what_client_side_apply_set() {
-        let mut live = apply(
-            None,
-            &config(json!({"a": "1", "b": "1"})),
-            cm(),
-            &manager("m"),
-            false,
-            false,
-        )
-        .unwrap();
+        let mut live = apply_cm(None, json!({"a": "1", "b": "1"}), "m", false).unwrap();
         let mut updated = live.clone();
         updated["metadata"]["annotations"] =
             json!({LAST_APPLIED: config(json!({"a": "1"})).to_string()});
@@ -654,41 +560,17 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(error.code(), 409);
-        let error = apply(
-            Some(&live),
-            &config(json!({"a": "2"})),
-            cm(),
-            &manager("other"),
-            false,
-            false,
-        )
-        .unwrap_err();
+        let error = apply_cm(Some(&live), json!({"a": "2"}), "other", false).unwrap_err();
         assert_eq!(error.code(), 409);
     }
 
     #[test]
     fn a_map_the_manager_owned_stays_while_it_applies_entries_in_it() {
-        let mut live = apply(
-            None,
-            &config(json!({"a": "1"})),
-            cm(),
-            &manager("m"),
-            false,
-            false,
-        )
-        .unwrap();
+        let mut live = apply_cm(None, json!({"a": "1"}), "m", false).unwrap();
         // The manager's entry says it owns the map itself too (as kubectl writes it when it
         // moves client-side ownership over).
         live["metadata"]["managedFields"][0]["fieldsV1"] = json!({"f:data": {".": {}, "f:a": {}}});
-        let applied = apply(
-            Some(&live),
-            &config(json!({"a": "2"})),
-            cm(),
-            &manager("m"),
-            false,
-            false,
-        )
-        .unwrap();
+        let applied = apply_cm(Some(&live), json!({"a": "2"}), "m", false).unwrap();
         assert_eq!(applied["data"], json!({"a": "2"}));
     }
 }
