@@ -201,12 +201,7 @@ async fn kube_rs_applies_with_field_managers() {
 fn kubectl_applies_server_side() {
     let server = KflexServer::start();
     for binary in kubectls() {
-        let version = binary
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .replace("kubectl", "")
-            .replace('.', "-");
+        let version = crate::support::version_suffix(&binary);
         let name = format!("ssa{version}");
         let kubectl = |args: &[&str]| kubectl(&binary, &server, args);
         let manifest = server.data_dir.path().join(format!("{name}.yaml"));

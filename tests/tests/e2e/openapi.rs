@@ -376,8 +376,7 @@ fn kubectl_applies_creates_and_explains_with_openapi() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_explains_and_applies_on_a_tenant() {
     use kflex_controlplane::authn::{Authenticator, User};
-    use kflex_controlplane::pki::CertificateAuthority;
-    use kflex_controlplane::{server, ControlPlane, Router};
+    use kflex_controlplane::{ControlPlane, Router};
     use kflex_storage_backends::sqlite::{SqliteOptions, SqliteStore};
     use std::sync::Arc;
 
@@ -405,21 +404,8 @@ async fn kubectl_explains_and_applies_on_a_tenant() {
     };
     let router = Arc::new(Router::new(plane("host").await));
     router.add_tenant(plane("t").await);
-    let server_ca = CertificateAuthority::generate("server-ca").unwrap();
-    let server_cert = server_ca
-        .server_certificate(&["localhost"], &["127.0.0.1".parse().unwrap()])
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server::serve(
-        listener,
-        server::tls_config(&server_cert).unwrap(),
-        router,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let served = crate::support::InProcess::serve(router).await;
+    let (port, server_ca) = (served.port, &served.server_ca);
     let ca = serde_json::to_value(k8s_openapi::ByteString(
         server_ca.certificate.cert_pem.as_bytes().to_vec(),
     ))
@@ -478,7 +464,6 @@ async fn kubectl_explains_and_applies_on_a_tenant() {
         }
     });
     let result = checks.await;
-    let _ = stop.send(());
-    let _ = serving.await;
+    served.stop().await;
     result.unwrap();
 }

@@ -153,12 +153,7 @@ fn container_summary(binary: &std::path::Path, server: &KflexServer, name: &str)
 fn kubectl_sends_strategic_patches() {
     let server = KflexServer::start();
     for binary in kubectls() {
-        let version = binary
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .replace("kubectl", "")
-            .replace('.', "-");
+        let version = crate::support::version_suffix(&binary);
         let name = format!("web{version}");
         let kubectl = |args: &[&str]| kubectl(&binary, &server, args);
         let manifest = server.data_dir.path().join(format!("{name}.json"));

@@ -82,3 +82,60 @@ pub fn check(binary: &Path, out: &Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A router served in-process on a free loopback port, with a server certificate from a CA
+/// of its own; stops when [`InProcess::stop`] is awaited. For tests that need tenants before
+/// the manager creates them from ControlPlane objects.
+pub struct InProcess {
+    /// The port it listens on.
+    pub port: u16,
+    /// The CA of its server certificate.
+    pub server_ca: kflex_controlplane::pki::CertificateAuthority,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl InProcess {
+    /// Serves `router`.
+    pub async fn serve(router: std::sync::Arc<kflex_controlplane::Router>) -> Self {
+        use kflex_controlplane::{pki::CertificateAuthority, server};
+        let server_ca = CertificateAuthority::generate("server-ca").unwrap();
+        let server_cert = server_ca
+            .server_certificate(&["localhost"], &["127.0.0.1".parse().unwrap()])
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(server::serve(
+            listener,
+            server::tls_config(&server_cert).unwrap(),
+            router,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        InProcess {
+            port,
+            server_ca,
+            stop,
+            serving,
+        }
+    }
+
+    /// Stops serving and waits until the server is done.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.serving.await;
+    }
+}
+
+/// A short name for a kubectl binary's version (`-1-33` for `kubectl.1.33`), to keep the
+/// objects of each version apart.
+pub fn version_suffix(binary: &Path) -> String {
+    binary
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .replace("kubectl", "")
+        .replace('.', "-")
+}

@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kflex_controlplane::authn::{Authenticator, User};
 use kflex_controlplane::pki::CertificateAuthority;
-use kflex_controlplane::{server, ControlPlane, Router};
+use kflex_controlplane::{ControlPlane, Router};
 use kflex_storage_backends::sqlite::{SqliteOptions, SqliteStore};
 use kube::api::{Api, ListParams, PostParams};
 use std::sync::Arc;
@@ -83,70 +83,52 @@ async fn tenants_are_isolated_and_come_and_go() {
     router.add_tenant(a);
     router.add_tenant(b);
 
-    let server_ca = CertificateAuthority::generate("server-ca").unwrap();
-    let server_cert = server_ca
-        .server_certificate(&["localhost"], &["127.0.0.1".parse().unwrap()])
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server::serve(
-        listener,
-        server::tls_config(&server_cert).unwrap(),
-        router.clone(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let served = crate::support::InProcess::serve(router.clone()).await;
+    let (port, server_ca) = (served.port, &served.server_ca);
     let url = |tenant: &str| format!("https://127.0.0.1:{port}/clusters/{tenant}");
 
     // Each tenant's token and certificates work on it and nowhere else.
     assert_eq!(
-        namespaces(&client(&url("a"), &server_ca, Ok(&tenant_a.token))).await,
+        namespaces(&client(&url("a"), server_ca, Ok(&tenant_a.token))).await,
         Ok(4)
     );
     assert_eq!(
-        namespaces(&client(&url("a"), &server_ca, Err(&tenant_a.ca))).await,
+        namespaces(&client(&url("a"), server_ca, Err(&tenant_a.ca))).await,
         Ok(4)
     );
     assert_eq!(
-        namespaces(&client(&url("b"), &server_ca, Ok(&tenant_a.token))).await,
+        namespaces(&client(&url("b"), server_ca, Ok(&tenant_a.token))).await,
         Err(401)
     );
     assert_eq!(
-        namespaces(&client(&url("b"), &server_ca, Err(&tenant_a.ca))).await,
+        namespaces(&client(&url("b"), server_ca, Err(&tenant_a.ca))).await,
         Err(401)
     );
     let host_url = format!("https://127.0.0.1:{port}");
     assert_eq!(
-        namespaces(&client(&host_url, &server_ca, Ok(&tenant_b.token))).await,
+        namespaces(&client(&host_url, server_ca, Ok(&tenant_b.token))).await,
         Err(401)
     );
 
     // Objects of one tenant are invisible to another.
-    let in_a: Api<ConfigMap> = Api::namespaced(
-        client(&url("a"), &server_ca, Ok(&tenant_a.token)),
-        "default",
-    );
+    let in_a: Api<ConfigMap> =
+        Api::namespaced(client(&url("a"), server_ca, Ok(&tenant_a.token)), "default");
     let mut cm = ConfigMap::default();
     cm.metadata.name = Some("only-in-a".into());
     in_a.create(&PostParams::default(), &cm).await.unwrap();
-    let in_b: Api<ConfigMap> = Api::namespaced(
-        client(&url("b"), &server_ca, Ok(&tenant_b.token)),
-        "default",
-    );
+    let in_b: Api<ConfigMap> =
+        Api::namespaced(client(&url("b"), server_ca, Ok(&tenant_b.token)), "default");
     assert!(in_b.get_opt("only-in-a").await.unwrap().is_none());
 
     // A tenant removed while serving is gone at once; the others are untouched.
     assert!(router.remove_tenant("b").is_some());
     assert_eq!(
-        namespaces(&client(&url("b"), &server_ca, Ok(&tenant_b.token))).await,
+        namespaces(&client(&url("b"), server_ca, Ok(&tenant_b.token))).await,
         Err(404)
     );
     assert_eq!(
-        namespaces(&client(&url("a"), &server_ca, Ok(&tenant_a.token))).await,
+        namespaces(&client(&url("a"), server_ca, Ok(&tenant_a.token))).await,
         Ok(4)
     );
-    let _ = stop.send(());
-    serving.await.unwrap();
+    served.stop().await;
 }
