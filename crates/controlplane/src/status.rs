@@ -228,6 +228,18 @@ impl ApiError {
         Self::new(415, "UnsupportedMediaType", message)
     }
 
+    /// 415 for an object body in a media type other than JSON, with upstream's message.
+    pub fn unknown_body_format(content_type: &str) -> Self {
+        Self::unsupported_media_type(format!(
+            "the body of the request was in an unknown format ({content_type}) - accepted media types include: application/json"
+        ))
+    }
+
+    /// 400 for a body that is JSON but not an object.
+    pub fn body_not_an_object() -> Self {
+        Self::bad_request("the body of the request must be a JSON object")
+    }
+
     /// 410 Expired: the resource version asked for is no longer kept.
     pub fn expired(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)

@@ -98,17 +98,11 @@ pub(super) fn body(req: &ApiRequest, api_version: &str, kind: &str) -> Result<Va
             crate::protobuf::CONTENT_TYPE => {
                 crate::protobuf::decode_request(&req.body, api_version, kind)?
             }
-            other => {
-                return Err(ApiError::unsupported_media_type(format!(
-                    "the body of the request was in an unknown format ({other}) - accepted media types include: application/json"
-                )))
-            }
+            other => return Err(ApiError::unknown_body_format(other)),
         }
     };
     if !object.is_object() {
-        return Err(ApiError::bad_request(
-            "the body of the request must be a JSON object",
-        ));
+        return Err(ApiError::body_not_an_object());
     }
     let given_kind = object["kind"].as_str().unwrap_or_default();
     if !given_kind.is_empty() && given_kind != kind {

@@ -37,16 +37,10 @@ fn body_object(call: &Call<'_>) -> Result<Value, ApiError> {
                 "the body of the request was in an unknown format - accepted media types include: application/json",
             ))
         }
-        other => {
-            return Err(ApiError::unsupported_media_type(format!(
-                "the body of the request was in an unknown format ({other}) - accepted media types include: application/json"
-            )))
-        }
+        other => return Err(ApiError::unknown_body_format(other)),
     };
     if !object.is_object() {
-        return Err(ApiError::bad_request(
-            "the body of the request must be a JSON object",
-        ));
+        return Err(ApiError::body_not_an_object());
     }
     check_type(call, &mut object)?;
     Ok(object)
