@@ -275,13 +275,7 @@ fn kubectl_gets_applies_and_deletes() {
         assert_eq!(labelled.trim(), "configmap/applied", "{}", binary.display());
         check(&binary, &kubectl(&["delete", "configmap", "applied"]));
         let out = kubectl(&["get", "configmap", "applied"]);
-        assert!(!out.status.success(), "{}", binary.display());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("not found"),
-            "{}: {stderr}",
-            binary.display()
-        );
+        crate::support::check_fails(&binary, &out, "not found");
     }
 }
 

@@ -242,14 +242,10 @@ fn kubectl_applies_server_side() {
         );
         write("  a: \"3\"\n");
         let out = apply(&[]);
-        assert!(!out.status.success(), "{}", binary.display());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains(
-                "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using v1: .data.a"
-            ),
-            "{}: {stderr}",
-            binary.display()
+        crate::support::check_fails(
+            &binary,
+            &out,
+            "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using v1: .data.a",
         );
         assert_eq!(data(), r#"{"a":"patched"}"#, "{}", binary.display());
         check(&binary, &apply(&["--force-conflicts"]));

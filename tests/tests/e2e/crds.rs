@@ -502,14 +502,7 @@ fn kubectl_applies_a_crd_and_prints_its_columns() {
             ]),
         );
         // The schema is published: kubectl validates through the server and explains fields.
-        let refused = run(&["apply", "-f", bad]);
-        assert!(
-            !refused.status.success()
-                && String::from_utf8_lossy(&refused.stderr).contains("unknown field"),
-            "{}: {}",
-            binary.display(),
-            String::from_utf8_lossy(&refused.stderr)
-        );
+        crate::support::check_fails(&binary, &run(&["apply", "-f", bad]), "unknown field");
         check(&binary, &run(&["apply", "-f", cr]));
         let explained = check(&binary, &run(&["explain", "gadgets.spec"]));
         assert!(

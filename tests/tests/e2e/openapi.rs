@@ -342,14 +342,10 @@ fn kubectl_applies_creates_and_explains_with_openapi() {
 
         let bad = write("bad", &format!("bad{i}"), "        extra: field\n");
         let out = kubectl(&["apply", "-f", &bad]);
-        assert!(!out.status.success(), "{}", binary.display());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains(
-                "strict decoding error: unknown field \"spec.template.spec.containers[0].extra\""
-            ),
-            "{}: {stderr}",
-            binary.display()
+        crate::support::check_fails(
+            binary,
+            &out,
+            "strict decoding error: unknown field \"spec.template.spec.containers[0].extra\"",
         );
 
         let created = write("created", &format!("created{i}"), "");

@@ -384,12 +384,10 @@ async fn kubectl_checks_access_impersonates_and_is_refused() {
             &alice,
             &["get", "configmaps", "-n", "default"],
         );
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains(r#"Error from server (Forbidden): configmaps is forbidden: User "alice" cannot list resource "configmaps" in API group "" in the namespace "default""#),
-            "{}: {stderr}",
-            binary.display()
+        crate::support::check_fails(
+            &binary,
+            &out,
+            r#"Error from server (Forbidden): configmaps is forbidden: User "alice" cannot list resource "configmaps" in API group "" in the namespace "default""#,
         );
         let out = kubectl_as(
             &binary,

@@ -72,6 +72,16 @@ pub fn kubectl(binary: &Path, server: &KflexServer, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()))
 }
 
+/// Panics unless the command failed with `expected` in its stderr.
+pub fn check_fails(binary: &Path, out: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains(expected),
+        "{}: expected a failure saying {expected:?}, got: {stderr}",
+        binary.display()
+    );
+}
+
 /// The command's stdout; panics with its stderr when it failed.
 pub fn check(binary: &Path, out: &Output) -> String {
     assert!(
