@@ -1,21 +1,23 @@
 //! The embedded default backend: one SQLite file per store, in WAL mode, kine's table.
 //!
-//! One writer task per store appends each batch in one `INSERT` (one commit); readers use
-//! a small pool of their own connections, which WAL lets run beside the writer. A lock
+//! One writer task per store appends each batch in one transaction (one commit); reads run
+//! beside it on connections of their own, as WAL allows ([`database`]: why rusqlite and not
+//! sqlx here). A lock
 //! file keeps a second process from opening the same store, so this process is the only
 //! writer and keeps the store's revisions in memory: reads cost one query.
+
+mod database;
 
 use crate::error::{Result, StoreError};
 use crate::kv::Revision;
 use crate::log::{
     delegate_store, Appended, KeyRange, LogDriver, LogOptions, LogStore, Revisions, Row,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use database::Database;
+use rusqlite::OptionalExtension;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{LazyLock, Mutex};
 
 const BACKEND: &str = "sqlite";
 
@@ -49,38 +51,15 @@ impl SqliteStore {
     pub async fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
         let path = path.as_ref();
         let lock = lock_store(path)?;
-        let connect = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(match options.sync {
-                SqliteSync::Normal => SqliteSynchronous::Normal,
-                SqliteSync::Full => SqliteSynchronous::Full,
+        let db = Database::open(path, options.sync).await?;
+        let (current, compacted) = db
+            .blocking("create the schema in", |conn| {
+                conn.execute_batch(SCHEMA)?;
+                conn.query_row(REVISIONS_SQL, [], |r| Ok((r.get(0)?, r.get(1)?)))
             })
-            .busy_timeout(Duration::from_secs(30))
-            .pragma("cache_size", "-8000");
-        let pool = SqlitePoolOptions::new()
-            .min_connections(0)
-            .max_connections(4)
-            .idle_timeout(Duration::from_secs(60))
-            // The connections are in-process: nothing to test before a statement.
-            .test_before_acquire(false)
-            .connect_with(connect)
-            .await
-            .map_err(|e| StoreError::unavailable(BACKEND, format!("open {}", path.display()), e))?;
-        for statement in SCHEMA {
-            sqlx::query(statement).execute(&pool).await.map_err(|e| {
-                StoreError::unavailable(BACKEND, format!("create schema in {}", path.display()), e)
-            })?;
-        }
-        let (current, compacted): (i64, i64) = sqlx::query_as(REVISIONS_SQL)
-            .fetch_one(&pool)
-            .await
-            .map_err(|e| {
-                StoreError::unavailable(BACKEND, format!("read revisions of {}", path.display()), e)
-            })?;
+            .await?;
         let driver = SqliteDriver {
-            pool,
+            db,
             lock,
             revisions: Mutex::new(Revisions { current, compacted }),
         };
@@ -94,7 +73,7 @@ impl SqliteStore {
     /// the background).
     pub async fn close(self) {
         let driver = self.0.shutdown().await;
-        driver.pool.close().await;
+        driver.db.close().await;
         let _ = driver.lock.unlock();
     }
 
@@ -160,8 +139,8 @@ fn lock_store(path: &Path) -> Result<File> {
     Ok(file)
 }
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS kv (
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS kv (
         id INTEGER PRIMARY KEY,
         name BLOB NOT NULL,
         created INTEGER NOT NULL,
@@ -170,22 +149,21 @@ const SCHEMA: &[&str] = &[
         prev_revision INTEGER NOT NULL,
         lease INTEGER NOT NULL,
         value BLOB NOT NULL,
-        old_value BLOB NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS kv_name_id ON kv (name, id)",
-    "CREATE INDEX IF NOT EXISTS kv_prev_revision ON kv (prev_revision)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS kv_name_prev_revision ON kv (name, prev_revision)",
-    "CREATE TABLE IF NOT EXISTS meta (
+        old_value BLOB NOT NULL);
+    CREATE INDEX IF NOT EXISTS kv_name_id ON kv (name, id);
+    CREATE INDEX IF NOT EXISTS kv_prev_revision ON kv (prev_revision);
+    CREATE UNIQUE INDEX IF NOT EXISTS kv_name_prev_revision ON kv (name, prev_revision);
+    CREATE TABLE IF NOT EXISTS meta (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         schema_version INTEGER NOT NULL,
-        compact_rev INTEGER NOT NULL)",
-    "INSERT OR IGNORE INTO meta (id, schema_version, compact_rev) VALUES (1, 1, 0)",
-];
+        compact_rev INTEGER NOT NULL);
+    INSERT OR IGNORE INTO meta (id, schema_version, compact_rev) VALUES (1, 1, 0);";
 
 const COLUMNS: &str = "kv.id, kv.name, kv.created, kv.deleted, kv.create_revision, kv.prev_revision, kv.lease, kv.value, kv.old_value";
 
 /// The SQL of the SQLite backend.
 pub(crate) struct SqliteDriver {
-    pool: SqlitePool,
+    db: Database,
     /// Held (locked) while the store is open.
     lock: File,
     /// The store's revisions: this process is its only writer. Updated after a commit,
@@ -211,10 +189,6 @@ impl SqliteDriver {
     }
 }
 
-fn failed(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |e| StoreError::unavailable(BACKEND, context, e)
-}
-
 /// `name >= ?start [AND name < ?end]`, with the end bound only when the range has one.
 fn range_sql(range: &KeyRange) -> &'static str {
     if range.end.is_some() {
@@ -233,23 +207,49 @@ fn latest_rows_sql(range: &KeyRange) -> String {
     )
 }
 
+/// The newest row (possibly a tombstone) of key `?1` at or below revision `?2`.
+static GET_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM kv WHERE kv.name = ?1 AND kv.id <= ?2 ORDER BY kv.id DESC LIMIT 1"
+    )
+});
+
+/// A log row from a result row in [`COLUMNS`] order.
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok(Row {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created: r.get(2)?,
+        deleted: r.get(3)?,
+        create_revision: r.get(4)?,
+        prev_revision: r.get(5)?,
+        lease: r.get(6)?,
+        value: r.get(7)?,
+        old_value: r.get(8)?,
+    })
+}
+
 #[async_trait::async_trait]
 impl LogDriver for SqliteDriver {
     const BACKEND: &'static str = BACKEND;
 
     async fn prepare(&self, keys: &[&[u8]]) -> Result<(Revision, Vec<Row>)> {
-        let placeholders = vec!["?"; keys.len()].join(", ");
-        let sql = format!(
-            "SELECT {COLUMNS} FROM kv WHERE kv.id IN (SELECT MAX(id) FROM kv WHERE name IN ({placeholders}) GROUP BY name)"
-        );
-        let mut query = sqlx::query_as(&sql);
-        for key in keys {
-            query = query.bind(*key);
-        }
-        let rows = query
-            .fetch_all(&self.pool)
-            .await
-            .map_err(failed("read keys"))?;
+        let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+        let rows = self
+            .db
+            .blocking("read keys of", move |conn| {
+                let mut latest = conn.prepare_cached(&GET_SQL)?;
+                let mut rows = Vec::with_capacity(keys.len());
+                for key in keys {
+                    rows.extend(
+                        latest
+                            .query_row(rusqlite::params![key, i64::MAX], row)
+                            .optional()?,
+                    );
+                }
+                Ok(rows)
+            })
+            .await?;
         Ok((self.cached().current, rows))
     }
 
@@ -257,24 +257,32 @@ impl LogDriver for SqliteDriver {
         let Some(newest) = rows.last().map(|row| row.id) else {
             return Ok(Appended::Committed);
         };
-        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", ");
-        let sql = format!(
-            "INSERT INTO kv (id, name, created, deleted, create_revision, prev_revision, lease, value, old_value) VALUES {values}"
-        );
-        let mut query = sqlx::query(&sql);
-        for row in rows {
-            query = query
-                .bind(row.id)
-                .bind(&row.name)
-                .bind(row.created)
-                .bind(row.deleted)
-                .bind(row.create_revision)
-                .bind(row.prev_revision)
-                .bind(row.lease)
-                .bind(&row.value)
-                .bind(&row.old_value);
-        }
-        query.execute(&self.pool).await.map_err(failed("write"))?;
+        let rows = rows.to_vec();
+        self.db
+            .blocking("write to", move |conn| {
+                let batch = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                {
+                    let mut insert = batch.prepare_cached(
+                        "INSERT INTO kv (id, name, created, deleted, create_revision, prev_revision, lease, value, old_value) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )?;
+                    for row in &rows {
+                        insert.execute(rusqlite::params![
+                            row.id,
+                            row.name,
+                            row.created,
+                            row.deleted,
+                            row.create_revision,
+                            row.prev_revision,
+                            row.lease,
+                            row.value,
+                            row.old_value
+                        ])?;
+                    }
+                }
+                batch.commit()
+            })
+            .await?;
         self.update(|revisions| revisions.current = revisions.current.max(newest));
         Ok(Appended::Committed)
     }
@@ -285,94 +293,104 @@ impl LogDriver for SqliteDriver {
 
     async fn get(&self, key: &[u8], at: Option<Revision>) -> Result<(Option<Row>, Revisions)> {
         let current = self.cached().current;
-        let row = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM kv WHERE kv.name = ?1 AND kv.id <= ?2 ORDER BY kv.id DESC LIMIT 1"
-        ))
-        .bind(key)
-        .bind(at.unwrap_or(current))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(failed("get"))?;
+        // A point read with its pages cached takes microseconds: run it here.
+        let row = self.db.now("get from", |conn| {
+            conn.prepare_cached(&GET_SQL)?
+                .query_row(rusqlite::params![key, at.unwrap_or(current)], row)
+                .optional()
+        })?;
         // Compaction records itself here before deleting rows: read it after the row.
         let compacted = self.cached().compacted;
         Ok((row, Revisions { current, compacted }))
     }
 
     async fn range(&self, range: &KeyRange, at: Revision, limit: Option<i64>) -> Result<Vec<Row>> {
-        sqlx::query_as(&format!(
-            "SELECT {COLUMNS} {} ORDER BY kv.name LIMIT ?4",
-            latest_rows_sql(range)
-        ))
-        .bind(&range.start)
-        .bind(&range.end)
-        .bind(at)
-        .bind(limit.unwrap_or(-1))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("range"))
+        let range = range.clone();
+        self.db
+            .blocking("range over", move |conn| {
+                let mut statement = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} {} ORDER BY kv.name LIMIT ?4",
+                    latest_rows_sql(&range)
+                ))?;
+                let params = rusqlite::params![range.start, range.end, at, limit.unwrap_or(-1)];
+                let rows = statement.query_map(params, row)?;
+                rows.collect()
+            })
+            .await
     }
 
     async fn count(&self, range: &KeyRange, at: Revision) -> Result<u64> {
-        let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {}", latest_rows_sql(range)))
-            .bind(&range.start)
-            .bind(&range.end)
-            .bind(at)
-            .fetch_one(&self.pool)
+        let range = range.clone();
+        self.db
+            .blocking("count in", move |conn| {
+                let sql = format!("SELECT COUNT(*) {}", latest_rows_sql(&range));
+                let count: i64 = conn
+                    .prepare_cached(&sql)?
+                    .query_row(rusqlite::params![range.start, range.end, at], |r| r.get(0))?;
+                Ok(count as u64)
+            })
             .await
-            .map_err(failed("count"))?;
-        Ok(count as u64)
     }
 
     async fn history(&self, range: &KeyRange, after: Revision, limit: i64) -> Result<Vec<Row>> {
-        sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM kv WHERE {} AND kv.id > ?3 ORDER BY kv.id LIMIT ?4",
-            range_sql(range)
-        ))
-        .bind(&range.start)
-        .bind(&range.end)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("read history"))
+        let range = range.clone();
+        self.db
+            .blocking("read history of", move |conn| {
+                let mut statement = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM kv WHERE {} AND kv.id > ?3 ORDER BY kv.id LIMIT ?4",
+                    range_sql(&range)
+                ))?;
+                let params = rusqlite::params![range.start, range.end, after, limit];
+                let rows = statement.query_map(params, row)?;
+                rows.collect()
+            })
+            .await
     }
 
     async fn record_compaction(&self, target: Revision) -> Result<Revision> {
-        let from: i64 = sqlx::query_scalar("SELECT compact_rev FROM meta WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(failed("compact"))?;
-        sqlx::query("UPDATE meta SET compact_rev = MAX(compact_rev, ?1) WHERE id = 1")
-            .bind(target)
-            .execute(&self.pool)
-            .await
-            .map_err(failed("compact"))?;
+        let from = self
+            .db
+            .blocking("compact", move |conn| {
+                let from: i64 =
+                    conn.query_row("SELECT compact_rev FROM meta WHERE id = 1", [], |r| {
+                        r.get(0)
+                    })?;
+                conn.execute(
+                    "UPDATE meta SET compact_rev = MAX(compact_rev, ?1) WHERE id = 1",
+                    [target],
+                )?;
+                Ok(from)
+            })
+            .await?;
         self.update(|revisions| revisions.compacted = revisions.compacted.max(target));
         Ok(from)
     }
 
     async fn delete_superseded(&self, low: Revision, high: Revision) -> Result<()> {
-        sqlx::query(
-            "DELETE FROM kv WHERE id IN ( \
-               SELECT prev_revision FROM kv WHERE id > ?1 AND id <= ?2 AND prev_revision != 0 \
-               UNION SELECT id FROM kv WHERE id > ?1 AND id <= ?2 AND deleted != 0)",
-        )
-        .bind(low)
-        .bind(high)
-        .execute(&self.pool)
-        .await
-        .map_err(failed("compact"))?;
-        Ok(())
+        self.db
+            .blocking("compact", move |conn| {
+                conn.execute(
+                    "DELETE FROM kv WHERE id IN ( \
+                       SELECT prev_revision FROM kv WHERE id > ?1 AND id <= ?2 AND prev_revision != 0 \
+                       UNION SELECT id FROM kv WHERE id > ?1 AND id <= ?2 AND deleted != 0)",
+                    [low, high],
+                )
+                .map(drop)
+            })
+            .await
     }
 
     async fn expiring(&self) -> Result<Vec<(Vec<u8>, Revision, i64)>> {
-        sqlx::query_as(
-            "SELECT k.name, k.id, k.lease FROM kv k WHERE k.lease > 0 AND k.deleted = 0 \
-             AND k.id = (SELECT MAX(id) FROM kv WHERE name = k.name)",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("read keys with a time-to-live"))
+        self.db
+            .blocking("read keys with a time-to-live in", |conn| {
+                let mut statement = conn.prepare(
+                    "SELECT k.name, k.id, k.lease FROM kv k WHERE k.lease > 0 AND k.deleted = 0 \
+                     AND k.id = (SELECT MAX(id) FROM kv WHERE name = k.name)",
+                )?;
+                let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                rows.collect()
+            })
+            .await
     }
 }
 
