@@ -84,6 +84,11 @@ impl KflexServer {
 
     /// Starts `kflex serve` on an existing data directory (a restart).
     pub fn start_in(dir: tempfile::TempDir) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// Starts `kflex serve` on `dir` with extra command-line arguments.
+    pub fn start_with(dir: tempfile::TempDir, extra_args: &[&str]) -> Self {
         use std::io::BufRead;
         let kubeconfig = dir.path().join("admin.kubeconfig");
         let mut child = std::process::Command::new(kflex_bin())
@@ -91,6 +96,7 @@ impl KflexServer {
             .arg(dir.path())
             .arg("--kubeconfig-out")
             .arg(&kubeconfig)
+            .args(extra_args)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
             .spawn()

@@ -9,6 +9,8 @@
 //! plane) → [`ControlPlane::handle`] (authentication, authorization ([`authz`]), then discovery or a resource) →
 //! [`request`] (what is asked) → the handlers (REST semantics) → the store. Errors are
 //! `metav1.Status` ([`status`]).
+//!
+//! [`manager`] turns the hosting API's `ControlPlane` objects into tenants.
 
 pub mod authn;
 pub mod authz;
@@ -19,6 +21,7 @@ pub mod discovery;
 pub mod fieldvalidation;
 mod handlers;
 pub mod http;
+pub mod manager;
 pub mod object;
 pub mod openapi;
 pub mod patch;

@@ -2,10 +2,13 @@
 //! its certificates under the data directory, and an admin kubeconfig for it.
 
 use anyhow::Context;
-use base64::Engine;
 use kflex_controlplane::authn::Authenticator;
+use kflex_controlplane::manager::credentials::{self, ContextNames};
+use kflex_controlplane::manager::storage::StorageConfig;
+use kflex_controlplane::manager::{self, ManagerConfig};
 use kflex_controlplane::pki::{CertificateAuthority, CertifiedKey};
 use kflex_controlplane::{server, ControlPlane, Router};
+use kflex_storage_backends::postgres::{PostgresOptions, PostgresServer};
 use kflex_storage_backends::sqlite::{SqliteOptions, SqliteStore};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -23,6 +26,21 @@ pub struct ServeArgs {
     /// Where to write the hosting API's admin kubeconfig [default: <data-dir>/admin.kubeconfig].
     #[arg(long)]
     kubeconfig_out: Option<PathBuf>,
+    /// The shared PostgreSQL server for backend `shared` (postgres://user:pass@host/db);
+    /// without it, `shared` control planes get embedded SQLite files.
+    #[arg(long, env = "KFLEX_POSTGRES_URL")]
+    postgres_url: Option<String>,
+    /// The etcd binary for backend `dedicated`.
+    #[arg(long, env = "KFLEX_ETCD_BIN", default_value = "etcd")]
+    etcd_bin: PathBuf,
+    /// The URL users reach this server at, for the control planes' kubeconfigs
+    /// [default: https://<listen address>].
+    #[arg(long, env = "KFLEX_EXTERNAL_URL")]
+    external_url: Option<String>,
+    /// The URL clients inside the hosting cluster reach this server at, for the
+    /// `kubeconfig-incluster` keys [default: the external URL].
+    #[arg(long, env = "KFLEX_IN_CLUSTER_URL")]
+    in_cluster_url: Option<String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -57,6 +75,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let mut authenticator = Authenticator::default();
     authenticator.add_client_ca(&ca.certificate.cert_der)?;
+    let (manager_token, manager_user) = manager::manager_identity();
+    authenticator.add_token(manager_token.clone(), manager_user);
     let store = SqliteStore::open(args.data_dir.join("host.db"), SqliteOptions::default())
         .await
         .context("opening the hosting API's store")?;
@@ -77,13 +97,50 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| args.data_dir.join("admin.kubeconfig"));
     write_kubeconfig(&kubeconfig, &url, &ca.certificate, &admin)?;
 
+    let postgres = match &args.postgres_url {
+        Some(dsn) => Some(
+            PostgresServer::connect(dsn, PostgresOptions::default())
+                .await
+                .context("connecting to the shared PostgreSQL server")?,
+        ),
+        None => None,
+    };
+    let external_url = args.external_url.clone().unwrap_or_else(|| url.clone());
+    let config = ManagerConfig {
+        storage: StorageConfig {
+            data_dir: args.data_dir.clone(),
+            postgres,
+            etcd_bin: args.etcd_bin.clone(),
+        },
+        in_cluster_url: args
+            .in_cluster_url
+            .clone()
+            .unwrap_or_else(|| external_url.clone()),
+        external_url,
+        server_ca: Arc::new(ca),
+        token: manager_token,
+    };
+
+    let manager = manager::Manager::install(router.clone(), config)
+        .await
+        .context("installing the hosting API's kinds")?;
     let tls = server::tls_config(&server_cert)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut serving = tokio::spawn(server::serve(listener, tls, router.clone(), async move {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }));
     tracing::info!(%url, kubeconfig = %kubeconfig.display(), "kflex serving");
     println!(
         "kflex serving on {url} (kubeconfig: {})",
         kubeconfig.display()
     );
-    server::serve(listener, tls, router, shutdown_signal()).await;
+    tokio::select! {
+        () = manager.run(shutdown_signal()) => {}
+        _ = &mut serving => anyhow::bail!("the server stopped"),
+    }
+    let _ = stop.send(true);
+    let _ = serving.await;
     tracing::info!("kflex stopped");
     Ok(())
 }
@@ -139,26 +196,19 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An admin kubeconfig for the hosting API (JSON, which kubectl reads as YAML).
+/// An admin kubeconfig for the hosting API: context, cluster and user `kflex`.
 fn write_kubeconfig(
     path: &Path,
     server: &str,
     ca: &CertifiedKey,
     admin: &CertifiedKey,
 ) -> anyhow::Result<()> {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-    let config = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "kflex", "cluster": {"server": server, "certificate-authority-data": b64(&ca.cert_pem)}}],
-        "users": [{"name": ADMIN_USER, "user": {
-            "client-certificate-data": b64(&admin.cert_pem),
-            "client-key-data": b64(&admin.key_pem),
-        }}],
-        "contexts": [{"name": "kflex", "context": {"cluster": "kflex", "user": ADMIN_USER}}],
-        "current-context": "kflex",
-        "preferences": {},
-    });
+    let names = ContextNames {
+        context: "kflex".into(),
+        cluster: "kflex".into(),
+        user: ADMIN_USER.into(),
+    };
+    let config = credentials::kubeconfig(&names, server, &ca.cert_pem, admin);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;

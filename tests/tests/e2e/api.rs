@@ -32,15 +32,7 @@ async fn kube_rs_creates_reads_updates_and_deletes() {
     let server = KflexServer::start();
     let client = client(&server).await;
 
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let names: Vec<String> = namespaces
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|ns| ns.metadata.name)
-        .collect();
+    let names = crate::support::namespace_names(&client).await;
     for expected in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(
             names.iter().any(|n| n == expected),

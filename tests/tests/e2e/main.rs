@@ -4,6 +4,7 @@ mod api;
 mod apply;
 mod cli;
 mod crds;
+mod manager;
 mod openapi;
 mod patch;
 mod protobuf;

@@ -18,6 +18,18 @@ pub async fn client(server: &KflexServer) -> kube::Client {
     kube::Client::try_from(config).expect("a client")
 }
 
+/// The names of the namespaces `client` lists.
+pub async fn namespace_names(client: &kube::Client) -> Vec<String> {
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("list namespaces")
+        .items
+        .into_iter()
+        .filter_map(|ns| ns.metadata.name)
+        .collect()
+}
+
 /// An API error's code and reason; panics on any other error.
 pub fn api_error(error: kube::Error) -> (u16, String) {
     match error {

@@ -1,6 +1,7 @@
 //! Printer columns: a version's `additionalPrinterColumns` (or, without any, `Age`) as
 //! Table columns, with cells read by the JSONPath subset CRDs use (`.a.b`, `.a[0].b`,
-//! `.a[*]`, `.a['b.c']`). Written here rather than taken from a JSONPath crate because
+//! `.a[*]`, `.a['b.c']`, and filters `.a[?(@.type=='Ready')]` with `==`, `!=` or a bare
+//! existence test, as KubeFlex's own columns use). Written here rather than taken from a JSONPath crate because
 //! upstream's rules are narrower than JSONPath's (the first match only, typed cells, dates
 //! as ages) and the subset is small.
 
@@ -12,6 +13,61 @@ enum Step {
     Field(String),
     Index(i64),
     All,
+    /// `[?(@.path == literal)]`, `[?(@.path != literal)]` or `[?(@.path)]`.
+    Filter(Filter),
+}
+
+/// A filter over list items (or map values).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Filter {
+    path: Vec<String>,
+    test: Option<(bool, Value)>,
+}
+
+impl Filter {
+    /// Parses the inside of `[?( ... )]`.
+    fn parse(text: &str) -> Option<Filter> {
+        let (left, test) = match text.split_once("==") {
+            Some((left, right)) => (left, Some((true, right))),
+            None => match text.split_once("!=") {
+                Some((left, right)) => (left, Some((false, right))),
+                None => (text, None),
+            },
+        };
+        let path = left.trim().strip_prefix('@')?;
+        let path: Vec<String> = path.split('.').skip(1).map(str::to_owned).collect();
+        if path.is_empty() || path.iter().any(String::is_empty) {
+            return None;
+        }
+        let test = match test {
+            None => None,
+            Some((equal, literal)) => {
+                let literal = literal.trim();
+                let value = match literal
+                    .strip_prefix('\'')
+                    .and_then(|l| l.strip_suffix('\''))
+                    .or_else(|| literal.strip_prefix('"').and_then(|l| l.strip_suffix('"')))
+                {
+                    Some(text) => Value::String(text.to_owned()),
+                    None => serde_json::from_str(literal).ok()?,
+                };
+                Some((equal, value))
+            }
+        };
+        Some(Filter { path, test })
+    }
+
+    fn accepts(&self, item: &Value) -> bool {
+        let found = self
+            .path
+            .iter()
+            .try_fold(item, |value, name| value.get(name));
+        match (&self.test, found) {
+            (None, found) => found.is_some(),
+            (Some((equal, literal)), Some(found)) => (found == literal) == *equal,
+            (Some((equal, _)), None) => !equal,
+        }
+    }
 }
 
 /// A parsed column path.
@@ -53,6 +109,19 @@ impl JsonPath {
                     } else if i < chars.len() && chars[i] != '[' {
                         return Err(format!("empty field name in {text:?}"));
                     }
+                }
+                '[' if chars.get(i + 1) == Some(&'?') => {
+                    let rest: String = chars[i..].iter().collect();
+                    let end = rest
+                        .find(")]")
+                        .ok_or_else(|| format!("unclosed filter in {text:?}"))?;
+                    let inside = rest[2..end].trim();
+                    let filter = inside
+                        .strip_prefix('(')
+                        .and_then(Filter::parse)
+                        .ok_or_else(|| format!("unsupported filter {inside:?} in {text:?}"))?;
+                    steps.push(Step::Filter(filter));
+                    i += rest[..end + 2].chars().count();
                 }
                 '[' => {
                     let end = chars[i..]
@@ -101,6 +170,15 @@ impl JsonPath {
                         Step::All => match value {
                             Value::Array(items) => items.iter().collect(),
                             Value::Object(map) => map.values().collect(),
+                            _ => Vec::new(),
+                        },
+                        Step::Filter(filter) => match value {
+                            Value::Array(items) => {
+                                items.iter().filter(|item| filter.accepts(item)).collect()
+                            }
+                            Value::Object(map) => {
+                                map.values().filter(|item| filter.accepts(item)).collect()
+                            }
                             _ => Vec::new(),
                         },
                     }
@@ -222,6 +300,38 @@ mod tests {
         assert_eq!(find(".spec.missing"), None);
         assert!(JsonPath::parse("spec.replicas").is_err());
         assert!(JsonPath::parse(".spec[").is_err());
+    }
+
+    #[test]
+    fn filters_pick_list_items_as_kubeflex_columns_do() {
+        let object = json!({"status": {"conditions": [
+            {"type": "Synced", "status": "True", "n": 1},
+            {"type": "Ready", "status": "False"},
+        ]}});
+        let find = |p: &str| JsonPath::parse(p).unwrap().first(&object).cloned();
+        assert_eq!(
+            find(".status.conditions[?(@.type=='Ready')].status"),
+            Some(json!("False"))
+        );
+        assert_eq!(
+            find(".status.conditions[?(@.type == \"Synced\")].status"),
+            Some(json!("True"))
+        );
+        assert_eq!(
+            find(".status.conditions[?(@.type!='Synced')].type"),
+            Some(json!("Ready"))
+        );
+        assert_eq!(
+            find(".status.conditions[?(@.n)].type"),
+            Some(json!("Synced"))
+        );
+        assert_eq!(
+            find(".status.conditions[?(@.n==1)].type"),
+            Some(json!("Synced"))
+        );
+        assert_eq!(find(".status.conditions[?(@.type=='Gone')].status"), None);
+        assert!(JsonPath::parse(".a[?(@.type=='x'].b").is_err());
+        assert!(JsonPath::parse(".a[?(type=='x')].b").is_err());
     }
 
     #[test]

@@ -1,0 +1,91 @@
+//! The hosting API's kinds: `ControlPlane` and `PostCreateHook` of
+//! `tenancy.kflex.kubestellar.org/v1alpha1`, as KubeFlex defines them (with kflex's additive
+//! extensions), and the typed view of a ControlPlane the manager works from.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The API group of the hosting API's kinds.
+pub const GROUP: &str = "tenancy.kflex.kubestellar.org";
+/// Their version.
+pub const VERSION: &str = "v1alpha1";
+/// The finalizer that holds a ControlPlane until what was made for it is removed.
+pub const FINALIZER: &str = "kflex.kubestellar.org/finalizer";
+/// The suffix of a control plane's namespace on the hosting API.
+pub const NAMESPACE_SUFFIX: &str = "-system";
+/// The Secret holding a control plane's kubeconfigs, in its namespace.
+pub const KUBECONFIG_SECRET: &str = "admin-kubeconfig";
+/// Its keys: for the user's machine, and for clients inside the hosting cluster.
+pub const KUBECONFIG_KEY: &str = "kubeconfig";
+pub const KUBECONFIG_INCLUSTER_KEY: &str = "kubeconfig-incluster";
+
+/// The CustomResourceDefinitions the hosting API serves (YAML manifests of our own).
+pub const CRDS: [&str; 2] = [
+    include_str!("crds/controlplanes.yaml"),
+    include_str!("crds/postcreatehooks.yaml"),
+];
+
+/// The ApiResource of ControlPlanes, for kube-rs's dynamic API.
+pub fn control_planes() -> kube::core::ApiResource {
+    kube::core::ApiResource {
+        group: GROUP.into(),
+        version: VERSION.into(),
+        api_version: format!("{GROUP}/{VERSION}"),
+        kind: "ControlPlane".into(),
+        plural: "controlplanes".into(),
+    }
+}
+
+/// What a ControlPlane asks for (`spec`); fields the manager does not use yet are kept by
+/// the API server and ignored here.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlPlaneSpec {
+    /// `k8s` or `host` (the schema refuses the others).
+    #[serde(rename = "type")]
+    pub kind: ControlPlaneType,
+    /// Where the data lives; `shared` when absent.
+    #[serde(default)]
+    pub backend: Option<Backend>,
+    /// For backend `external`: the Secret naming the database or etcd.
+    #[serde(default)]
+    pub backend_secret_ref: Option<SecretName>,
+    /// Variables shared by every post-create hook.
+    #[serde(default)]
+    pub global_vars: BTreeMap<String, String>,
+}
+
+/// A control plane's type.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlPlaneType {
+    /// An isolated API server of its own, served at `/clusters/<name>`.
+    #[default]
+    K8s,
+    /// The hosting API itself.
+    Host,
+}
+
+/// Where a `k8s` control plane keeps its data.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The shared PostgreSQL server, or an embedded SQLite file when none is configured.
+    Shared,
+    /// An etcd of its own, started and supervised by kflex.
+    Dedicated,
+    /// The user's database or etcd, from `backendSecretRef`.
+    External,
+}
+
+/// A reference to a Secret.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct SecretName {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// The namespace of control plane `cp` on the hosting API.
+pub fn namespace_of(cp: &str) -> String {
+    format!("{cp}{NAMESPACE_SUFFIX}")
+}

@@ -1,0 +1,45 @@
+//! An in-process kube-rs client: its requests go straight to the [`Router`], with no
+//! socket and no TLS, yet through authentication, authorization and admission like any
+//! other client's. The manager uses it to read and write the hosting API.
+
+use crate::router::Router;
+use futures::future::BoxFuture;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// A kube-rs client of the control planes `router` serves, authenticated with `token`
+/// (a bearer token the target control plane accepts).
+pub fn client(router: Arc<Router>, token: &str) -> kube::Client {
+    let service = InProcess {
+        router,
+        authorization: http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .unwrap_or_else(|_| http::HeaderValue::from_static("Bearer -")),
+    };
+    kube::Client::new(service, "default")
+}
+
+/// The tower service behind [`client`].
+#[derive(Clone)]
+struct InProcess {
+    router: Arc<Router>,
+    authorization: http::HeaderValue,
+}
+
+impl tower::Service<http::Request<kube::client::Body>> for InProcess {
+    type Response = http::Response<crate::http::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: http::Request<kube::client::Body>) -> Self::Future {
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, self.authorization.clone());
+        let router = self.router.clone();
+        Box::pin(async move { Ok(router.handle(request, Arc::default()).await) })
+    }
+}
