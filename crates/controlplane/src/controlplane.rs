@@ -88,7 +88,7 @@ impl ControlPlane {
             .registry
             .lookup("", "v1", "namespaces")
             .expect("the built-in registry has namespaces");
-        for ns in BOOTSTRAP_NAMESPACES {
+        let creates = BOOTSTRAP_NAMESPACES.map(|ns| {
             let object = json!({
                 "kind": "Namespace",
                 "apiVersion": "v1",
@@ -101,19 +101,19 @@ impl ControlPlane {
                 "spec": {"finalizers": ["kubernetes"]},
                 "status": {"phase": "Active"},
             });
-            match self
-                .store
-                .create(
-                    namespaces.key(None, ns).as_bytes(),
-                    handlers::encode(&object),
-                    None,
-                )
-                .await
-            {
-                Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
+            let key = namespaces.key(None, ns);
+            async move {
+                match self
+                    .store
+                    .create(key.as_bytes(), handlers::encode(&object), None)
+                    .await
+                {
+                    Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
             }
-        }
+        });
+        futures::future::try_join_all(creates).await?;
         authz::bootstrap::ensure(self).await
     }
 

@@ -335,7 +335,8 @@ pub async fn ensure(cp: &ControlPlane) -> Result<(), StoreError> {
                 .into_iter()
                 .map(|o| ("clusterrolebindings", o)),
         );
-    for (plural, mut object) in objects {
+    // All at once: the store commits concurrent writes together (a few commits in all).
+    let creates = objects.map(|(plural, mut object)| async move {
         let def = cp
             .registry()
             .lookup("rbac.authorization.k8s.io", "v1", plural)
@@ -354,10 +355,11 @@ pub async fn ensure(cp: &ControlPlane) -> Result<(), StoreError> {
             )
             .await
         {
-            Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e),
+            Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
-    }
+    });
+    futures::future::try_join_all(creates).await?;
     super::aggregation::aggregate(cp)
         .await
         .map_err(|e| StoreError::unavailable("store", "aggregating the bootstrap ClusterRoles", e))

@@ -58,7 +58,6 @@ pub(super) async fn reconcile(
         control_planes
             .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
             .await?;
-        return Ok(Action::await_change());
     }
     let outcome = match spec_of(&cp) {
         Ok(spec) => match spec.kind {
