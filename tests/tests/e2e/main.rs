@@ -10,6 +10,7 @@ mod protobuf;
 mod python_client;
 mod rbac;
 mod robustness;
+mod scale;
 mod services;
 mod support;
 mod tenants;
