@@ -4,6 +4,7 @@ mod api;
 mod apply;
 mod cli;
 mod crds;
+mod custom_metadata;
 mod openapi;
 mod patch;
 mod protobuf;

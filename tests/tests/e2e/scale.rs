@@ -361,10 +361,9 @@ fn gadget_crd() -> Value {
     })
 }
 
-#[tokio::test]
-async fn scale_apply_of_a_custom_resource_owns_its_spec_replicas_path() {
-    let server = KflexServer::start();
-    let client = client(&server).await;
+/// Creates the `Gadget` CRD, waits until it is served, and returns its objects' API in
+/// `default`.
+pub(crate) async fn gadgets(client: &kube::Client) -> Api<DynamicObject> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.create(
         &PostParams::default(),
@@ -384,11 +383,18 @@ async fn scale_apply_of_a_custom_resource_owns_its_spec_replicas_path() {
     .unwrap()
     .unwrap();
     let gvk = GroupVersionKind::gvk("example.com", "v1", "Gadget");
-    let api: Api<DynamicObject> = Api::namespaced_with(
+    Api::namespaced_with(
         client.clone(),
         "default",
         &ApiResource::from_gvk_with_plural(&gvk, "gadgets"),
-    );
+    )
+}
+
+#[tokio::test]
+async fn scale_apply_of_a_custom_resource_owns_its_spec_replicas_path() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    let api = gadgets(&client).await;
     let gadget = json!({"apiVersion": "example.com/v1", "kind": "Gadget",
         "metadata": {"name": "g"}, "spec": {"size": 2, "color": "red"}});
     api.patch("g", &PatchParams::apply("owner"), &Patch::Apply(gadget))
