@@ -188,20 +188,7 @@ pub fn check_patched(
     let (mut clean, found) = parse(&patched_json, defs, root)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     problems.0.extend(found.0);
-    let invalid_patch = |message: String| {
-        let quoted =
-            serde_json::to_string(&String::from_utf8_lossy(&patched_json)).unwrap_or_default();
-        ApiError::invalid(
-            "",
-            "",
-            "",
-            vec![Cause {
-                reason: "FieldValueInvalid".into(),
-                message: format!("Invalid value: {quoted}: {message}"),
-                field: "patch".into(),
-            }],
-        )
-    };
+    let invalid_patch = |message: String| invalid_patch(&patched_json, message);
     if let Some(error) = metadata::type_error(patched, defs, (!def.custom).then_some(&*def.kind)) {
         return Err(invalid_patch(error));
     }
@@ -210,6 +197,36 @@ pub fn check_patched(
     }
     let warnings = directive.judge(&problems, invalid_patch)?;
     Ok((clean, warnings))
+}
+
+/// Upstream's 422 for a patched object that does not decode: on the field `patch`,
+/// quoting the object.
+fn invalid_patch(patched_json: &[u8], message: String) -> ApiError {
+    let quoted = serde_json::to_string(&String::from_utf8_lossy(patched_json)).unwrap_or_default();
+    ApiError::invalid(
+        "",
+        "",
+        "",
+        vec![Cause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("Invalid value: {quoted}: {message}"),
+            field: "patch".into(),
+        }],
+    )
+}
+
+/// Upstream's error for `Strict` problems found while decoding `object` of `def`'s kind
+/// after the body (a custom resource's schema pruning): for a patch the 422 on the field
+/// `patch`, else the 400 naming the kind.
+pub fn strict_error(def: &ResourceDef, verb: Verb, object: &Value, message: String) -> ApiError {
+    match verb {
+        Verb::Patch => invalid_patch(&serde_json::to_vec(object).unwrap_or_default(), message),
+        _ => ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {message}",
+            kind = def.kind,
+            version = def.version
+        )),
+    }
 }
 
 /// Parses `bytes` as JSON shaped by `root` (a definition of `defs`; `None` checks nothing

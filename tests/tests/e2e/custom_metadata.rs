@@ -104,6 +104,21 @@ async fn custom_resource_metadata_is_pruned_to_object_meta() {
         "Gadget in version \"v1\" cannot be handled as a Gadget: strict decoding error: \
          unknown field \"metadata.foo\", unknown field \"metadata.ownerReferences[0].bar\""
     );
+    let mut body = gadget("strict", json!({}));
+    body["spec"]["bogus"] = json!(1);
+    let (status, _, error) = send(
+        &client,
+        "POST",
+        &post("?fieldValidation=Strict"),
+        "application/json",
+        body,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        error["message"],
+        "Gadget in version \"v1\" cannot be handled as a Gadget: strict decoding error: unknown field \"spec.bogus\""
+    );
     let (status, warnings, created) = send(
         &client,
         "POST",
@@ -179,6 +194,10 @@ async fn custom_resource_metadata_is_pruned_to_object_meta() {
         (
             json!({"metadata": {"foo": 2}}),
             "strict decoding error: unknown field \"metadata.foo\"",
+        ),
+        (
+            json!({"spec": {"bogus": 2}}),
+            "strict decoding error: unknown field \"spec.bogus\"",
         ),
         (
             json!({"metadata": {"labels": {"z": false}}}),
