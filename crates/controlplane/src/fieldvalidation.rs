@@ -199,6 +199,13 @@ pub fn check_patched(
     Ok((clean, warnings))
 }
 
+/// The `metadata` of an embedded resource (`x-kubernetes-embedded-resource`) at `path` in
+/// a custom resource, pruned to `ObjectMeta`'s fields as upstream's `objectmeta.Coerce`
+/// prunes it: the dropped paths (`spec.template.metadata.foo`).
+pub fn prune_embedded_metadata(metadata: &mut Value, path: &str) -> Vec<String> {
+    metadata::prune(metadata, schema::builtin(), path)
+}
+
 /// Upstream's 422 for a patched object that does not decode: on the field `patch`,
 /// quoting the object.
 fn invalid_patch(patched_json: &[u8], message: String) -> ApiError {

@@ -86,6 +86,20 @@ async fn custom_resource_metadata_is_pruned_to_object_meta() {
     let stored = api.get("warned").await.unwrap();
     assert_eq!(stored.metadata.owner_references.unwrap().len(), 1);
 
+    // The metadata of an embedded resource is pruned the same way.
+    let mut body = gadget("embedding", json!({}));
+    body["spec"]["template"] = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "inner", "foo": 1}, "data": {"a": "b"}});
+    let (status, warnings, created) =
+        send(&client, "POST", &post(""), "application/json", body).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(warnings, [warning("spec.template.metadata.foo")]);
+    assert_eq!(
+        created["spec"]["template"],
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "inner"},
+            "data": {"a": "b"}})
+    );
+
     // Strict: upstream's decoding error; Ignore: dropped silently.
     let (status, _, error) = send(
         &client,

@@ -337,7 +337,8 @@ async fn scale_apply_checks_its_input() {
     );
 }
 
-/// A CRD whose scale subresource keeps the replicas in `.spec.size`.
+/// A CRD whose scale subresource keeps the replicas in `.spec.size`, and whose
+/// `spec.template` is an embedded resource.
 fn gadget_crd() -> Value {
     json!({
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -351,7 +352,9 @@ fn gadget_crd() -> Value {
                 "name": "v1", "served": true, "storage": true,
                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {
                     "spec": {"type": "object", "properties": {
-                        "size": {"type": "integer"}, "color": {"type": "string"}}},
+                        "size": {"type": "integer"}, "color": {"type": "string"},
+                        "template": {"type": "object", "x-kubernetes-embedded-resource": true,
+                            "x-kubernetes-preserve-unknown-fields": true}}},
                     "status": {"type": "object", "properties": {"size": {"type": "integer"}}},
                 }}},
                 "subresources": {"status": {}, "scale": {

@@ -42,27 +42,37 @@ pub(super) fn type_error(object: &Value, defs: &Definitions, kind: Option<&str>)
 /// their nested unknown fields); each dropped one is added to `problems` as
 /// `metadata.<path>`.
 pub(super) fn prune_custom(object: &mut Value, defs: &Definitions, problems: &mut FieldProblems) {
-    let Some(metadata) = object.get_mut("metadata").filter(|m| m.is_object()) else {
-        return;
-    };
+    if let Some(metadata) = object.get_mut("metadata") {
+        let unknown = prune(metadata, defs, "metadata");
+        problems
+            .0
+            .extend(unknown.into_iter().map(FieldProblem::Unknown));
+    }
+}
+
+/// An `ObjectMeta` at `path` (`metadata`, `spec.template.metadata`) without the fields
+/// `ObjectMeta` does not have: the dropped paths (`<path>.foo`), sorted, as upstream
+/// re-encodes the metadata (with sorted keys) before decoding it. Anything but an object
+/// is left as it is.
+pub(super) fn prune(metadata: &mut Value, defs: &Definitions, path: &str) -> Vec<String> {
+    if !metadata.is_object() {
+        return Vec::new();
+    }
     let bytes = serde_json::to_vec(metadata).unwrap_or_default();
     let Ok((clean, found)) = parse(&bytes, defs, defs.get(OBJECT_META)) else {
-        return;
+        return Vec::new();
     };
     *metadata = clean;
-    // Upstream re-encodes the metadata before decoding it: its problems come sorted.
     let mut unknown: Vec<String> = found
         .0
         .into_iter()
         .filter_map(|problem| match problem {
-            FieldProblem::Unknown(path) => Some(format!("metadata.{path}")),
+            FieldProblem::Unknown(field) => Some(format!("{path}.{field}")),
             FieldProblem::Duplicate(_) => None,
         })
         .collect();
     unknown.sort();
-    problems
-        .0
-        .extend(unknown.into_iter().map(FieldProblem::Unknown));
+    unknown
 }
 
 /// The Go type a schema decodes into, as Go's errors name it.
