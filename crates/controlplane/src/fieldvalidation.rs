@@ -17,6 +17,8 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use serde_json::{Map, Value};
 use std::fmt;
 
+mod metadata;
+
 /// What a write does with unknown and duplicate fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Directive {
@@ -133,10 +135,10 @@ pub fn decode_object(
         _ if def.custom => None,
         _ => defs.of_kind(&def.group, &def.version, &def.kind),
     };
-    let (object, problems) = parse(body, defs, root).map_err(|e| {
+    let (mut object, mut problems) = parse(body, defs, root).map_err(|e| {
         ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
     })?;
-    let warnings = directive.judge(&problems, |message| {
+    let cannot_handle = |object: &Value, message: String| {
         let kind = object
             .get("kind")
             .and_then(Value::as_str)
@@ -149,7 +151,16 @@ pub fn decode_object(
         ApiError::bad_request(format!(
             "{kind} in version \"{version}\" cannot be handled as a {expected}: {message}"
         ))
-    })?;
+    };
+    let custom_metadata = def.custom && subresource != Some("scale");
+    if let Some(error) = metadata::type_error(&object, defs, (!custom_metadata).then_some(expected))
+    {
+        return Err(cannot_handle(&object, error));
+    }
+    if custom_metadata {
+        metadata::prune_custom(&mut object, defs, &mut problems);
+    }
+    let warnings = directive.judge(&problems, |message| cannot_handle(&object, message))?;
     Ok((object, warnings))
 }
 
@@ -174,24 +185,55 @@ pub fn check_patched(
         }
     }
     let patched_json = serde_json::to_vec(patched).unwrap_or_default();
-    let (clean, found) = parse(&patched_json, defs, root)
+    let (mut clean, found) = parse(&patched_json, defs, root)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     problems.0.extend(found.0);
-    let warnings = directive.judge(&problems, |message| {
-        let quoted =
-            serde_json::to_string(&String::from_utf8_lossy(&patched_json)).unwrap_or_default();
-        ApiError::invalid(
-            "",
-            "",
-            "",
-            vec![Cause {
-                reason: "FieldValueInvalid".into(),
-                message: format!("Invalid value: {quoted}: {message}"),
-                field: "patch".into(),
-            }],
-        )
-    })?;
+    let invalid_patch = |message: String| invalid_patch(&patched_json, message);
+    if let Some(error) = metadata::type_error(patched, defs, (!def.custom).then_some(&*def.kind)) {
+        return Err(invalid_patch(error));
+    }
+    if def.custom {
+        metadata::prune_custom(&mut clean, defs, &mut problems);
+    }
+    let warnings = directive.judge(&problems, invalid_patch)?;
     Ok((clean, warnings))
+}
+
+/// The `metadata` of an embedded resource (`x-kubernetes-embedded-resource`) at `path` in
+/// a custom resource, pruned to `ObjectMeta`'s fields as upstream's `objectmeta.Coerce`
+/// prunes it: the dropped paths (`spec.template.metadata.foo`).
+pub fn prune_embedded_metadata(metadata: &mut Value, path: &str) -> Vec<String> {
+    metadata::prune(metadata, schema::builtin(), path)
+}
+
+/// Upstream's 422 for a patched object that does not decode: on the field `patch`,
+/// quoting the object.
+fn invalid_patch(patched_json: &[u8], message: String) -> ApiError {
+    let quoted = serde_json::to_string(&String::from_utf8_lossy(patched_json)).unwrap_or_default();
+    ApiError::invalid(
+        "",
+        "",
+        "",
+        vec![Cause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("Invalid value: {quoted}: {message}"),
+            field: "patch".into(),
+        }],
+    )
+}
+
+/// Upstream's error for `Strict` problems found while decoding `object` of `def`'s kind
+/// after the body (a custom resource's schema pruning): for a patch the 422 on the field
+/// `patch`, else the 400 naming the kind.
+pub fn strict_error(def: &ResourceDef, verb: Verb, object: &Value, message: String) -> ApiError {
+    match verb {
+        Verb::Patch => invalid_patch(&serde_json::to_vec(object).unwrap_or_default(), message),
+        _ => ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {message}",
+            kind = def.kind,
+            version = def.version
+        )),
+    }
 }
 
 /// Parses `bytes` as JSON shaped by `root` (a definition of `defs`; `None` checks nothing

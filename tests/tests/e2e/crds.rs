@@ -239,7 +239,7 @@ async fn kube_rs_uses_a_crd_and_its_objects() {
     assert_eq!(status.code, 400);
     assert_eq!(
         status.message,
-        "strict decoding error: unknown field \"spec.foo\""
+        "Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: unknown field \"spec.foo\""
     );
 
     // A spec change counts a generation; the main resource ignores status.

@@ -40,6 +40,13 @@ fn node(value: &mut Value, schema: &Value, path: &str, resource: bool, pruned: &
                 let child_path = join(path, &key);
                 if embedded && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
                     if key == "metadata" && !resource {
+                        if let Some(metadata) = map.get_mut(&key) {
+                            let dropped = crate::fieldvalidation::prune_embedded_metadata(
+                                metadata,
+                                &child_path,
+                            );
+                            pruned.extend(dropped);
+                        }
                         continue;
                     }
                     if let (Some(child), Some(child_schema)) =
@@ -97,7 +104,7 @@ mod tests {
                 "items": [{"name": "a", "bar": 1}],
                 "labels": {"x": "y"},
                 "free": {"anything": {"goes": 1}},
-                "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"x": 1}, "other": 2},
+                "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "foo": 1}, "spec": {"x": 1}, "other": 2},
             },
             "status": {"ready": true},
         });
@@ -107,6 +114,7 @@ mod tests {
             vec![
                 "spec.foo",
                 "spec.items[0].bar",
+                "spec.template.metadata.foo",
                 "spec.template.other",
                 "spec.template.spec.x",
                 "status"
@@ -115,7 +123,7 @@ mod tests {
         assert_eq!(object["metadata"]["labels"]["a"], "b");
         assert_eq!(object["spec"]["free"]["anything"]["goes"], 1);
         assert_eq!(object["spec"]["template"]["kind"], "Pod");
-        assert_eq!(object["spec"]["template"]["metadata"]["name"], "p");
+        assert_eq!(object["spec"]["template"]["metadata"], json!({"name": "p"}));
         assert!(object.get("status").is_none());
     }
 }

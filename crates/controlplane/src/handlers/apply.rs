@@ -110,12 +110,6 @@ pub(super) async fn apply(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
             )))
         }
     };
-    if call.rr.subresource.as_deref() == Some("scale") {
-        return Err(ApiError::unsupported_media_type(
-            "the body of the request was in an unknown format - accepted media types include: \
-             application/json-patch+json, application/merge-patch+json",
-        ));
-    }
     let applied: Value = serde_norway::from_slice(&call.req.body)
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     if !applied.is_object() {
@@ -126,12 +120,15 @@ pub(super) async fn apply(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     // Unknown fields of a built-in kind are judged by `fieldValidation` and never applied.
     let (mut applied, warnings) = crate::fieldvalidation::decode_object(
         &call.def,
-        None,
+        call.rr.subresource.as_deref(),
         call.rr.verb,
         &call.req.query,
         &serde_json::to_vec(&applied).unwrap_or_default(),
     )?;
     call.set_warnings(warnings);
+    if call.rr.subresource.as_deref() == Some("scale") {
+        return super::scale::apply(call, applied, name, force).await;
+    }
     check_type(call, &mut applied)?;
     place_in_namespace(call, &mut applied)?;
     let sent_name = meta_str(&applied, "name").unwrap_or("");

@@ -535,7 +535,9 @@ pub(super) fn admit(
     )?;
     let problems = FieldProblems(pruned.into_iter().map(FieldProblem::Unknown).collect());
     let warnings = Directive::from_query(&call.req.query, call.rr.verb)?
-        .judge(&problems, ApiError::bad_request)?;
+        .judge(&problems, |message| {
+            crate::fieldvalidation::strict_error(&call.def, call.rr.verb, object, message)
+        })?;
     call.add_warnings(warnings);
     Ok(())
 }

@@ -200,6 +200,10 @@ pub(super) const PLAIN_NUMBERS_AND_BOOLEANS: &[(&str, &[&str])] = &[
     ("io.k8s.api.apps.v1.StatefulSetSpec", &["minReadySeconds"]),
     ("io.k8s.api.networking.v1.ServiceBackendPort", &["number"]),
     ("io.k8s.api.scheduling.v1.PriorityClass", &["globalDefault"]),
+    (
+        "io.k8s.api.authorization.v1.SubjectAccessReviewStatus",
+        &["denied"],
+    ),
 ];
 
 /// Whether a zero of this optional field is left out of the JSON: strings and bytes (Go's

@@ -441,6 +441,39 @@ fn nesting_is_bounded() {
     assert!(matches!(error, DecodeError::Malformed(m) if m.contains("nest deeper")));
 }
 
+/// `kubectl auth can-i` (1.32+) sends the review's status with Go's plain fields zero:
+/// `allowed` has no `omitempty` and stays, `denied` has it and goes, as upstream's JSON.
+#[test]
+fn an_access_review_keeps_allowed_and_drops_a_zero_denied() {
+    use k8s_pb::api::authorization::v1 as pb_authz;
+    let pb = pb_authz::SelfSubjectAccessReview {
+        metadata: Some(pb_meta::ObjectMeta::default()),
+        spec: Some(pb_authz::SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(pb_authz::ResourceAttributes {
+                namespace: Some("default".into()),
+                verb: Some("list".into()),
+                resource: Some("pods".into()),
+                group: Some(String::new()),
+                ..Default::default()
+            }),
+            non_resource_attributes: None,
+        }),
+        status: Some(pb_authz::SubjectAccessReviewStatus {
+            allowed: Some(false),
+            denied: Some(false),
+            reason: Some(String::new()),
+            evaluation_error: Some(String::new()),
+        }),
+    };
+    let body = envelope_of("authorization.k8s.io/v1", "SelfSubjectAccessReview", &pb);
+    let object = decoded(&body);
+    assert_eq!(object["status"], json!({"allowed": false}));
+    assert_eq!(
+        object["spec"],
+        json!({"resourceAttributes": {"namespace": "default", "verb": "list", "resource": "pods"}})
+    );
+}
+
 #[test]
 fn the_listed_plain_fields_exist() {
     for (message, fields) in schema::PLAIN_NUMBERS_AND_BOOLEANS {
