@@ -13,7 +13,7 @@
 use super::{cause, duplicate, forbidden, invalid, not_supported, required};
 use crate::status::Cause;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
-use cel::common::types::{CelOptional, DYN_TYPE, LIST_TYPE};
+use cel::common::types::{CelOptional, DYN_TYPE, LIST_TYPE, STRING_TYPE};
 use cel::common::value::{CowVal, Val};
 use cel::objects::{Key, Map};
 use cel::{Context, Env, ExecutionError, Program, Value as CelValue};
@@ -29,23 +29,36 @@ const REASONS: [&str; 4] = [
     "FieldValueRequired",
 ];
 
-/// Functions and methods a rule may call: the crate's standard library and its strings
-/// and lists extensions, and the Kubernetes list functions registered in [`ENV`].
+/// Functions and methods a rule may call: the crate's standard library (with `duration`
+/// and `timestamp`) and its strings and lists extensions, and the Kubernetes functions
+/// registered in [`ENV`] (the list library and `isIP`).
 /// Anything else is refused when the CRD is written, naming the function.
-const FUNCTIONS: [&str; 42] = [
+const FUNCTIONS: [&str; 55] = [
     "bool",
     "bytes",
     "charAt",
     "contains",
     "distinct",
     "double",
+    "duration",
     "dyn",
     "endsWith",
     "flatten",
     "format",
+    "getDate",
+    "getDayOfMonth",
+    "getDayOfWeek",
+    "getDayOfYear",
+    "getFullYear",
+    "getHours",
+    "getMilliseconds",
+    "getMinutes",
+    "getMonth",
+    "getSeconds",
     "hasValue",
     "indexOf",
     "int",
+    "isIP",
     "isSorted",
     "join",
     "lastIndexOf",
@@ -70,6 +83,7 @@ const FUNCTIONS: [&str; 42] = [
     "strings.quote",
     "substring",
     "sum",
+    "timestamp",
     "trim",
     "type",
     "uint",
@@ -91,8 +105,9 @@ const TYPE_NAMES: [&str; 10] = [
     "uint",
 ];
 
-/// The namespaces of namespaced functions (`optional.none()`).
-const NAMESPACES: [&str; 3] = ["lists", "optional", "strings"];
+/// The namespaces of namespaced functions (`optional.none()`), with Kubernetes' `cel` and
+/// `format` so that their functions are refused by name (`format.dns1123Label`).
+const NAMESPACES: [&str; 5] = ["cel", "format", "lists", "optional", "strings"];
 
 /// The rule environment, shared by every control plane: built once per process.
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
@@ -100,6 +115,7 @@ static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
     env.add_extension(cel::extensions::strings)
         .and_then(|()| env.add_extension(cel::extensions::lists))
         .and_then(|()| env.add_extension(kubernetes_lists))
+        .and_then(|()| env.add_overload("isIP", "is_ip_string", vec![STRING_TYPE], is_ip))
         .expect("the rule library declares each overload once");
     Arc::new(env)
 });
@@ -253,6 +269,24 @@ fn last_index_of<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Ex
         .ok_or_else(|| ExecutionError::invalid_argument_count(1, 0))?;
     let found = items.iter().rposition(|i| i == needle);
     owned(CelValue::Int(found.map_or(-1, |i| i as i64)))
+}
+
+/// Kubernetes' `isIP(string)`: an IPv4 or IPv6 address, without a zone, leading zeros
+/// or an IPv4-mapped IPv6 form, as the Kubernetes IP library parses them.
+fn is_ip<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let Some(CelValue::String(text)) = args
+        .first()
+        .map(|a| CelValue::try_from(a.as_ref()))
+        .transpose()?
+    else {
+        return Err(ExecutionError::invalid_argument_count(1, args.len()));
+    };
+    let valid = match text.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => v6.to_ipv4_mapped().is_none(),
+        Ok(std::net::IpAddr::V4(_)) => true,
+        Err(_) => false,
+    };
+    owned(CelValue::Bool(valid))
 }
 
 /// One rule, compiled.
@@ -559,18 +593,18 @@ fn check_names(expr: &IdedExpr, scope: &mut Vec<String>, problems: &mut Vec<(u64
                 function = format!("{namespace}.{name}");
                 target = None;
             }
+            if let Some(target) = target {
+                check_names(target, scope, problems);
+            }
+            for arg in &call.args {
+                check_names(arg, scope, problems);
+            }
             let operator = !name.starts_with(|c: char| c.is_ascii_alphabetic());
             if !operator && !FUNCTIONS.contains(&function.as_str()) {
                 problems.push((
                     expr.id,
                     format!("function '{function}' is not supported by this server"),
                 ));
-            }
-            if let Some(target) = target {
-                check_names(target, scope, problems);
-            }
-            for arg in &call.args {
-                check_names(arg, scope, problems);
             }
         }
         Expr::Comprehension(comprehension) => {
@@ -892,24 +926,8 @@ fn evaluate(
         if rule.uses_old_self && before.is_none() && !rule.optional_old_self {
             continue;
         }
-        let mut context = Context::with_env(Arc::clone(&ENV));
-        context.add_variable_from_value("self", this.clone());
-        if let Some(before) = &before {
-            context.add_variable_from_value("oldSelf", before.clone());
-        }
-        let mut optional = Context::with_env(Arc::clone(&ENV));
-        let run_in = if rule.optional_old_self {
-            optional.add_variable_from_value("self", this.clone());
-            let old_value: Box<dyn Val> = match before.clone().map(Box::<dyn Val>::try_from) {
-                Some(Ok(val)) => Box::new(CelOptional::of(val)),
-                _ => Box::new(CelOptional::none()),
-            };
-            optional.add_variable_as_val("oldSelf", old_value);
-            &optional
-        } else {
-            &context
-        };
-        match rule.program.execute(run_in) {
+        let context = bindings(&this, before.as_ref(), rule.optional_old_self);
+        match rule.program.execute(&context) {
             Ok(CelValue::Bool(true)) => continue,
             Ok(CelValue::Bool(false)) => {}
             Ok(other) => {
@@ -942,9 +960,19 @@ fn evaluate(
         let detail = rule
             .message_expression
             .as_ref()
-            .and_then(|expression| match expression.execute(&context) {
-                Ok(CelValue::String(message)) => Some(message.trim().to_owned()),
-                _ => None,
+            .and_then(|expression| {
+                // As upstream, messages see `oldSelf` as a value, never an optional.
+                let plain;
+                let context = if rule.optional_old_self {
+                    plain = bindings(&this, before.as_ref(), false);
+                    &plain
+                } else {
+                    &context
+                };
+                match expression.execute(context) {
+                    Ok(CelValue::String(message)) => Some(message.trim().to_owned()),
+                    _ => None,
+                }
             })
             .filter(|m| !m.is_empty() && !m.contains('\n'))
             .unwrap_or_else(|| {
@@ -965,6 +993,23 @@ fn evaluate(
             ),
         });
     }
+}
+
+/// A rule's variables: `self`, and `oldSelf` as the old value when there is one or, for
+/// rules with `optionalOldSelf`, as an optional of it.
+fn bindings(this: &CelValue, old: Option<&CelValue>, optional: bool) -> Context<'static, 'static> {
+    let mut context = Context::with_env(Arc::clone(&ENV));
+    context.add_variable_from_value("self", this.clone());
+    if optional {
+        let value = match old.cloned().map(Box::<dyn Val>::try_from) {
+            Some(Ok(old)) => CelOptional::of(old),
+            _ => CelOptional::none(),
+        };
+        context.add_variable_as_val("oldSelf", Box::new(value));
+    } else if let Some(old) = old {
+        context.add_variable_from_value("oldSelf", old.clone());
+    }
+    context
 }
 
 /// A JSON value as a CEL value, typed by its schema as upstream types it: `integer`s are
@@ -1169,6 +1214,10 @@ mod tests {
             vec!["s.x-kubernetes-validations[0].rule: Invalid value: ...: compilation failed: ERROR: <input>:1:13: function 'isURL' is not supported by this server"]
         );
         assert_eq!(
+            refusals(json!({"rule": "format.dns1123Label().validate(self.a).hasValue()"})),
+            vec!["s.x-kubernetes-validations[0].rule: Invalid value: ...: compilation failed: ERROR: <input>:1:20: function 'format.dns1123Label' is not supported by this server"]
+        );
+        assert_eq!(
             refusals(json!({"rule": "other == 1"})),
             vec!["s.x-kubernetes-validations[0].rule: Invalid value: ...: compilation failed: ERROR: <input>:1:1: undeclared reference to 'other' (in container '')"]
         );
@@ -1220,6 +1269,9 @@ mod tests {
             "self.s.indexOf('b') == 2 && self.s.lastIndexOf('a') == 0",
             "self.n.exists_one(x, x == 2) && self.n.map(x, x * 2).filter(x, x > 2).size() == 2",
             "self.s.startsWith('a') && self.s.endsWith(' ') && self.s.contains(',')",
+            "isIP('10.0.0.1') && isIP('fd00::1') && !isIP('::ffff:10.0.0.1') && !isIP('010.0.0.1') && !isIP(self.s)",
+            "duration('90m') > duration('1h') && duration('1s') != duration('0s')",
+            "timestamp('2024-01-02T03:04:05Z').getHours() == 3",
         ];
         for rule in cases {
             let schema = {
