@@ -112,11 +112,15 @@ fn invalid(error: kube::Error) -> (String, Vec<String>) {
     (status.message, causes)
 }
 
+/// Installs the `Pool` CRD by server-side apply, as large CRDs (Gateway API's) must be
+/// installed, and waits until it is established.
 async fn install(client: &kube::Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(
-        &PostParams::default(),
-        &serde_json::from_value(pool_crd()).unwrap(),
+    let crd: CustomResourceDefinition = serde_json::from_value(pool_crd()).unwrap();
+    crds.patch(
+        "pools.rules.example.com",
+        &PatchParams::apply("rules-test"),
+        &Patch::Apply(&crd),
     )
     .await
     .unwrap();
