@@ -370,7 +370,12 @@ impl Rules {
     pub fn validate(&self, schema: &Value, object: &Value, old: Option<&Value>) -> Vec<Cause> {
         let mut causes = Vec::new();
         if let Some(node) = &self.0 {
-            walk(node, schema, object, old, "", true, &mut causes);
+            let root = Place {
+                path: String::new(),
+                resource_root: true,
+                unchanged: false,
+            };
+            walk(node, schema, object, old, root, &mut causes);
         }
         causes
     }
@@ -815,26 +820,48 @@ fn no_rules_under(schema: &Value, path: &str, causes: &mut Vec<Cause>) {
     }
 }
 
-/// Runs the rules of `node` on `value` (at `path`), then those below, pairing each
-/// value with its old one where upstream correlates them: object fields and map
-/// entries (unless the map is atomic), and items of `x-kubernetes-list-type: map`
-/// lists by their keys.
+/// Where a value is: its field path, whether it is a resource's root, and whether the
+/// nearest value with an old counterpart is unchanged. Upstream ratchets: on update, a
+/// rule (other than a transition rule) that fails on an unchanged value is no error.
+struct Place {
+    path: String,
+    resource_root: bool,
+    unchanged: bool,
+}
+
+impl Place {
+    fn below(&self, path: String) -> Place {
+        Place {
+            path,
+            resource_root: false,
+            unchanged: self.unchanged,
+        }
+    }
+}
+
+/// Runs the rules of `node` on `value`, then those below, pairing each value with its
+/// old one where upstream correlates them: object fields and map entries (unless the
+/// map is atomic), and items of `x-kubernetes-list-type: map` lists by their keys.
 fn walk(
     node: &Node,
     schema: &Value,
     value: &Value,
     old: Option<&Value>,
-    path: &str,
-    resource_root: bool,
+    place: Place,
     causes: &mut Vec<Cause>,
 ) {
     if value.is_null() {
         return;
     }
     let old = old.filter(|o| !o.is_null());
+    let place = Place {
+        unchanged: old.map_or(place.unchanged, |o| o == value),
+        ..place
+    };
     if !node.rules.is_empty() {
-        evaluate(node, schema, value, old, path, resource_root, causes);
+        evaluate(node, schema, value, old, &place, causes);
     }
+    let path = &place.path;
     match value {
         Value::Object(fields) => {
             let correlated = text(schema, "x-kubernetes-map-type") != "atomic";
@@ -842,26 +869,27 @@ fn walk(
             for (name, child) in &node.properties {
                 if let Some(field) = fields.get(name) {
                     let child_schema = &schema["properties"][name];
+                    let child_place = place.below(join(path, name));
                     walk(
                         child,
                         child_schema,
                         field,
                         old_field(name),
-                        &join(path, name),
-                        false,
+                        child_place,
                         causes,
                     );
                 }
             }
             if let Some(child) = &node.additional_properties {
                 for (key, field) in fields {
+                    let child_place = place.below(format!("{path}[{key}]"));
+                    let child_schema = &schema["additionalProperties"];
                     walk(
                         child,
-                        &schema["additionalProperties"],
+                        child_schema,
                         field,
                         old_field(key),
-                        &format!("{path}[{key}]"),
-                        false,
+                        child_place,
                         causes,
                     );
                 }
@@ -885,15 +913,8 @@ fn walk(
                     olds.iter()
                         .find(|o| keys.iter().all(|k| o.get(*k) == item.get(*k)))
                 });
-                walk(
-                    child,
-                    &schema["items"],
-                    item,
-                    old_item,
-                    &format!("{path}[{i}]"),
-                    false,
-                    causes,
-                );
+                let child_place = place.below(format!("{path}[{i}]"));
+                walk(child, &schema["items"], item, old_item, child_place, causes);
             }
         }
         _ => {}
@@ -914,13 +935,13 @@ fn evaluate(
     schema: &Value,
     value: &Value,
     old: Option<&Value>,
-    path: &str,
-    resource_root: bool,
+    place: &Place,
     causes: &mut Vec<Cause>,
 ) {
+    let path = place.path.as_str();
     let node_path = if path.is_empty() { "<nil>" } else { path };
-    let this = to_cel(value, schema, resource_root);
-    let before = old.map(|o| to_cel(o, schema, resource_root));
+    let this = to_cel(value, schema, place.resource_root);
+    let before = old.map(|o| to_cel(o, schema, place.resource_root));
     let kind = json!(node.kind);
     for rule in &node.rules {
         if rule.uses_old_self && before.is_none() && !rule.optional_old_self {
@@ -929,6 +950,7 @@ fn evaluate(
         let context = bindings(&this, before.as_ref(), rule.optional_old_self);
         match rule.program.execute(&context) {
             Ok(CelValue::Bool(true)) => continue,
+            Ok(CelValue::Bool(false)) if place.unchanged && !rule.uses_old_self => continue,
             Ok(CelValue::Bool(false)) => {}
             Ok(other) => {
                 causes.push(invalid(
@@ -1144,6 +1166,19 @@ mod tests {
                 "FieldValueForbidden spec: Forbidden: mode is immutable",
                 "FieldValueInvalid spec.name: Invalid value: \"string\": name is immutable",
             ]
+        );
+    }
+
+    #[test]
+    fn unchanged_values_are_ratcheted_on_update() {
+        let old = json!({"spec": {"replicas": 12, "minReplicas": 1, "labels": {"k": "toolong"}}});
+        assert_eq!(errors(old.clone(), Some(old.clone())), Vec::<String>::new());
+        let mut new = old.clone();
+        new["spec"]["replicas"] = json!(11);
+        assert_eq!(
+            errors(new, Some(old)),
+            vec!["FieldValueInvalid spec.replicas: Invalid value: \"integer\": replicas 11 is over 10"],
+            "the unchanged label is let through, the changed replicas is not"
         );
     }
 
