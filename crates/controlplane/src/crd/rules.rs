@@ -7,8 +7,9 @@
 //! The `cel` crate parses and evaluates; it has no type checker, so a rule is checked
 //! here for the functions and variables it names, and type mismatches surface when the
 //! rule runs, as upstream reports runtime errors. Kubernetes' list library (`isSorted`,
-//! `sum`, `min`, `max`, `indexOf`, `lastIndexOf`) is added on top of the crate's standard
-//! library and its strings and lists extensions.
+//! `sum`, `min`, `max`, `indexOf`, `lastIndexOf`) and `isIP` are added on top of the
+//! crate's standard library (with `duration` and `timestamp`) and its strings and lists
+//! extensions.
 
 use super::{cause, duplicate, forbidden, invalid, not_supported, required};
 use crate::status::Cause;
@@ -322,6 +323,9 @@ struct Node {
     /// The node's `type`, which errors print as the invalid value (`"integer"`).
     kind: String,
     rules: Vec<Rule>,
+    /// Why each rule that does not compile does not (a CRD stored before this server
+    /// checked rules): every write of an object is refused for it, as upstream does.
+    broken: Vec<String>,
     properties: Vec<(String, Node)>,
     additional_properties: Option<Box<Node>>,
     items: Option<Box<Node>>,
@@ -330,6 +334,7 @@ struct Node {
 impl Node {
     fn is_empty(&self) -> bool {
         self.rules.is_empty()
+            && self.broken.is_empty()
             && self.properties.is_empty()
             && self.additional_properties.is_none()
             && self.items.is_none()
@@ -357,9 +362,9 @@ impl PartialEq for Rules {
 impl Eq for Rules {}
 
 impl Rules {
-    /// The rules of `schema` (a version's `openAPIV3Schema`), compiled. A rule that does
-    /// not compile (a CRD stored by an older server) is left out here and refused by
-    /// [`check`] on the CRD's next write.
+    /// The rules of `schema` (a version's `openAPIV3Schema`), compiled. [`check`] refuses
+    /// a CRD whose rules do not compile; one stored before (by an older server) keeps
+    /// its broken rules, which refuse every write of its objects.
     pub fn compile(schema: &Value) -> Rules {
         let node = compile_node(schema);
         Rules((!node.is_empty()).then(|| Arc::new(node)))
@@ -391,8 +396,16 @@ fn compile_node(schema: &Value) -> Node {
         .into_iter()
         .flatten()
     {
-        if let Ok(compiled) = compile_rule(rule, schema) {
-            node.rules.push(compiled);
+        match compile_rule(rule, schema) {
+            Ok(compiled) => node.rules.push(compiled),
+            Err(causes) => node.broken.push(match compile(text(rule, "rule")) {
+                Err(detail) => format!("compilation failed: {detail}"),
+                Ok(_) => causes
+                    .iter()
+                    .map(|c| format!("{}: {}", c.field, c.message))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
         }
     }
     for (name, child) in schema["properties"].as_object().into_iter().flatten() {
@@ -858,7 +871,7 @@ fn walk(
         unchanged: old.map_or(place.unchanged, |o| o == value),
         ..place
     };
-    if !node.rules.is_empty() {
+    if !node.rules.is_empty() || !node.broken.is_empty() {
         evaluate(node, schema, value, old, &place, causes);
     }
     let path = &place.path;
@@ -943,6 +956,10 @@ fn evaluate(
     let this = to_cel(value, schema, place.resource_root);
     let before = old.map(|o| to_cel(o, schema, place.resource_root));
     let kind = json!(node.kind);
+    for broken in &node.broken {
+        let detail = format!("rule compile error: {broken}");
+        causes.push(invalid(node_path, &kind, &detail));
+    }
     for rule in &node.rules {
         if rule.uses_old_self && before.is_none() && !rule.optional_old_self {
             continue;
@@ -1210,6 +1227,17 @@ mod tests {
         assert_eq!(
             causes[0].message,
             "Invalid value: \"object\": No such key: a evaluating rule: self.a == 'x'"
+        );
+    }
+
+    #[test]
+    fn rules_that_do_not_compile_refuse_every_object() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [{"rule": "self.isURL()"}]}}});
+        let causes = Rules::compile(&schema).validate(&schema, &json!({"spec": {}}), None);
+        assert_eq!(
+            causes[0].message,
+            "Invalid value: \"object\": rule compile error: compilation failed: ERROR: <input>:1:11: function 'isURL' is not supported by this server"
         );
     }
 
