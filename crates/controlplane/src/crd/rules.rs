@@ -1034,6 +1034,30 @@ fn evaluate(
     }
 }
 
+/// A string of a `format` upstream gives a CEL type: `byte` as bytes, `duration` as a
+/// duration, `date` and `date-time` as timestamps (parsed by the standard `duration()`
+/// and `timestamp()`); `None` for other formats, or a string that does not parse.
+fn formatted(text: &str, format: &str) -> Option<CelValue> {
+    use base64::Engine as _;
+    let (function, argument) = match format {
+        "byte" => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .ok()?;
+            return Some(CelValue::Bytes(Arc::new(bytes)));
+        }
+        "duration" => ("duration", text.to_owned()),
+        "date-time" => ("timestamp", text.to_owned()),
+        "date" => ("timestamp", format!("{text}T00:00:00Z")),
+        _ => return None,
+    };
+    let argument: Box<dyn Val> = CelValue::String(Arc::new(argument)).try_into().ok()?;
+    let arguments = vec![CowVal::from(argument)];
+    let parse = ENV.find_overload(function, &arguments)?;
+    let parsed = parse(arguments).ok()?;
+    CelValue::try_from(parsed.as_ref()).ok()
+}
+
 /// A rule's variables: `self`, and `oldSelf` as the old value when there is one or, for
 /// rules with `optionalOldSelf`, as an optional of it.
 fn bindings(this: &CelValue, old: Option<&CelValue>, optional: bool) -> Context<'static, 'static> {
@@ -1053,8 +1077,8 @@ fn bindings(this: &CelValue, old: Option<&CelValue>, optional: bool) -> Context<
 
 /// A JSON value as a CEL value, typed by its schema as upstream types it: `integer`s are
 /// ints, `number`s doubles (even when written as `1`), untyped numbers (int-or-string,
-/// preserved unknown fields) ints when whole. At a resource's root, `metadata` shows
-/// only `name` and `generateName`.
+/// preserved unknown fields) ints when whole, strings by their `format` ([`formatted`]).
+/// At a resource's root, `metadata` shows only `name` and `generateName`.
 fn to_cel(value: &Value, schema: &Value, resource_root: bool) -> CelValue {
     match value {
         Value::Null => CelValue::Null,
@@ -1071,7 +1095,8 @@ fn to_cel(value: &Value, schema: &Value, resource_root: bool) -> CelValue {
                 }
             }
         },
-        Value::String(s) => CelValue::String(Arc::new(s.clone())),
+        Value::String(s) => formatted(s, text(schema, "format"))
+            .unwrap_or_else(|| CelValue::String(Arc::new(s.clone()))),
         Value::Array(items) => CelValue::List(Arc::new(
             items
                 .iter()
@@ -1239,6 +1264,24 @@ mod tests {
             causes[0].message,
             "Invalid value: \"object\": rule compile error: compilation failed: ERROR: <input>:1:11: function 'isURL' is not supported by this server"
         );
+    }
+
+    #[test]
+    fn formatted_strings_are_typed_as_upstream_types_them() {
+        let schema = json!({"type": "object", "properties": {
+            "at": {"type": "string", "format": "date-time"},
+            "day": {"type": "string", "format": "date"},
+            "wait": {"type": "string", "format": "duration"},
+            "data": {"type": "string", "format": "byte"},
+        }, "x-kubernetes-validations": [
+            {"rule": "self.at > timestamp('2020-01-01T00:00:00Z') && self.day.getFullYear() == 2024"},
+            {"rule": "self.wait < duration('1h') && size(self.data) == 3"},
+        ]});
+        let rules = Rules::compile(&schema);
+        let object = json!({"at": "2024-05-06T07:08:09Z", "day": "2024-02-03", "wait": "30m", "data": "YWJj"});
+        assert_eq!(rules.validate(&schema, &object, None), Vec::new());
+        let object = json!({"at": "2019-05-06T07:08:09Z", "day": "2024-02-03", "wait": "2h", "data": "YWJj"});
+        assert_eq!(rules.validate(&schema, &object, None).len(), 2);
     }
 
     #[test]
