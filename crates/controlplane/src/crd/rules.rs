@@ -33,8 +33,9 @@ const REASONS: [&str; 4] = [
 /// Functions and methods a rule may call: the crate's standard library (with `duration`
 /// and `timestamp`) and its strings and lists extensions, and the Kubernetes functions
 /// registered in [`ENV`] (the list library and `isIP`).
-/// Anything else is refused when the CRD is written, naming the function.
-const FUNCTIONS: [&str; 55] = [
+/// Anything else is refused when the CRD is written, naming the function; so is
+/// `lists.range`, whose lists would escape the bound of [`COST_LIMIT`].
+const FUNCTIONS: [&str; 54] = [
     "bool",
     "bytes",
     "charAt",
@@ -63,7 +64,6 @@ const FUNCTIONS: [&str; 55] = [
     "isSorted",
     "join",
     "lastIndexOf",
-    "lists.range",
     "lowerAscii",
     "matches",
     "max",
@@ -91,6 +91,12 @@ const FUNCTIONS: [&str; 55] = [
     "upperAscii",
     "value",
 ];
+
+/// The most iterations one rule may do (upstream's per-call cost limit), bounded before
+/// it runs as the longest list or object it sees to the power of its comprehensions'
+/// nesting: the `cel` crate cannot stop a rule midway, and a tenant's rule must not stall
+/// the process.
+const COST_LIMIT: u64 = 1_000_000;
 
 /// Names that are types, not variables: `type(self) == string`.
 const TYPE_NAMES: [&str; 10] = [
@@ -304,6 +310,8 @@ struct Rule {
     field_path: Option<String>,
     uses_old_self: bool,
     optional_old_self: bool,
+    /// How deeply the rule's comprehensions (`all`, `exists`, `map`, ...) nest.
+    nesting: u32,
 }
 
 impl Rule {
@@ -536,6 +544,7 @@ fn compile_rule(rule: &Value, schema: &Value) -> Result<Rule, Vec<Cause>> {
     }
     match program {
         Some(program) if refusals.is_empty() => Ok(Rule {
+            nesting: nesting(program.expression()),
             source: source.to_owned(),
             message: message.trim().to_owned(),
             program,
@@ -668,6 +677,43 @@ fn check_entry(entry: &EntryExpr, scope: &mut Vec<String>, problems: &mut Vec<(u
             check_names(&entry.key, scope, problems);
             check_names(&entry.value, scope, problems);
         }
+    }
+}
+
+/// How deeply comprehensions nest in `expr`: a rule's work grows as the size of its
+/// values to that power.
+fn nesting(expr: &IdedExpr) -> u32 {
+    let deepest =
+        |exprs: &mut dyn Iterator<Item = &IdedExpr>| exprs.map(nesting).max().unwrap_or(0);
+    match &expr.expr {
+        Expr::Comprehension(c) => {
+            let body = [&c.loop_cond, &c.loop_step, &c.result];
+            let range = [&c.iter_range, &c.accu_init];
+            deepest(&mut body.into_iter())
+                .saturating_add(1)
+                .max(deepest(&mut range.into_iter()))
+        }
+        Expr::Call(call) => deepest(&mut call.target.as_deref().into_iter().chain(&call.args)),
+        Expr::List(list) => deepest(&mut list.elements.iter()),
+        Expr::Map(map) => deepest(&mut map.entries.iter().flat_map(|e| match &e.expr {
+            EntryExpr::StructField(field) => vec![&field.value],
+            EntryExpr::MapEntry(entry) => vec![&entry.key, &entry.value],
+        })),
+        Expr::Select(select) => nesting(&select.operand),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Struct(_) | Expr::Unspecified => 0,
+    }
+}
+
+/// The longest list or object in `value` (1 at least): how many times one
+/// comprehension may iterate at most.
+fn widest(value: &Value) -> u64 {
+    match value {
+        Value::Array(items) => items.iter().map(widest).fold(items.len() as u64, u64::max),
+        Value::Object(fields) => fields
+            .values()
+            .map(widest)
+            .fold(fields.len() as u64, u64::max),
+        _ => 1,
     }
 }
 
@@ -960,9 +1006,15 @@ fn evaluate(
         let detail = format!("rule compile error: {broken}");
         causes.push(invalid(node_path, &kind, &detail));
     }
+    let width = widest(value).max(old.map_or(1, widest));
     for rule in &node.rules {
         if rule.uses_old_self && before.is_none() && !rule.optional_old_self {
             continue;
+        }
+        if width.saturating_pow(rule.nesting) > COST_LIMIT {
+            let detail = format!("'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: {}", rule.name());
+            causes.push(invalid(node_path, &kind, &detail));
+            return;
         }
         let context = bindings(&this, before.as_ref(), rule.optional_old_self);
         match rule.program.execute(&context) {
@@ -1282,6 +1334,25 @@ mod tests {
         assert_eq!(rules.validate(&schema, &object, None), Vec::new());
         let object = json!({"at": "2019-05-06T07:08:09Z", "day": "2024-02-03", "wait": "2h", "data": "YWJj"});
         assert_eq!(rules.validate(&schema, &object, None).len(), 2);
+    }
+
+    #[test]
+    fn rules_whose_work_would_exceed_the_limit_do_not_run() {
+        let schema = json!({"type": "object", "properties": {"l": {"type": "array", "items": {"type": "integer"}}},
+            "x-kubernetes-validations": [{"rule": "self.l.all(a, self.l.all(b, self.l.all(c, a + b + c >= 0)))"}]});
+        let rules = Rules::compile(&schema);
+        assert_eq!(
+            rules.validate(&schema, &json!({"l": [1, 2, 3]}), None),
+            Vec::new()
+        );
+        let big = json!({"l": (0..200).collect::<Vec<i64>>()});
+        let causes = rules.validate(&schema, &big, None);
+        assert_eq!(causes.len(), 1);
+        assert!(causes[0].message.starts_with("Invalid value: \"object\": 'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: self.l.all("), "{causes:?}");
+        let program = ENV
+            .compile("[1].map(x, [x].all(y, y > 0)).exists(z, z)")
+            .unwrap();
+        assert_eq!(nesting(program.expression()), 2);
     }
 
     #[test]
