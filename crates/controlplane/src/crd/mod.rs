@@ -2,7 +2,7 @@
 //! event-driven in the request path: a CRD write is validated ([`validation`]), gets its
 //! status at once and registers its served versions ([`registration`]); custom resource
 //! writes are pruned ([`pruning`]), defaulted ([`defaulting`]) and validated against the
-//! version's structural schema ([`schema`]); Tables use the printer columns ([`columns`]);
+//! version's structural schema ([`schema`]) and its CEL rules ([`rules`]); Tables use the printer columns ([`columns`]);
 //! deleting a CRD deletes its objects ([`cleanup`]). Nothing runs in the background.
 
 mod cleanup;
@@ -10,6 +10,7 @@ pub mod columns;
 pub mod defaulting;
 pub mod pruning;
 mod registration;
+pub mod rules;
 pub mod schema;
 pub mod validation;
 
@@ -40,6 +41,8 @@ pub struct CustomResource {
     pub selectable_fields: Vec<String>,
     /// The CRD is being deleted: objects are read and deleted, never created.
     pub terminating: bool,
+    /// The schema's `x-kubernetes-validations` rules, compiled when the CRD is registered.
+    pub rules: rules::Rules,
 }
 
 /// `subresources.scale` of a version: simple JSON paths (`.spec.replicas`).
@@ -94,7 +97,14 @@ pub fn admit(
     }
     let pruned = pruning::prune(object, &custom.open_api_v3_schema);
     defaulting::apply(object, &custom.open_api_v3_schema);
-    let causes = schema::validate(object, &custom.open_api_v3_schema);
+    let mut causes = schema::validate(object, &custom.open_api_v3_schema);
+    if !causes.iter().any(|c| c.reason == "FieldValueTypeInvalid") {
+        causes.extend(
+            custom
+                .rules
+                .validate(&custom.open_api_v3_schema, object, old),
+        );
+    }
     if !causes.is_empty() {
         return Err(ApiError::invalid(&def.group, &def.kind, &name, causes));
     }

@@ -246,6 +246,7 @@ pub(super) fn resources(crd: &Value, terminating: bool) -> Vec<ResourceDef> {
                         .map(|p| p.trim_start_matches('.').to_owned())
                         .collect(),
                     terminating,
+                    rules: super::rules::Rules::compile(&version["schema"]["openAPIV3Schema"]),
                 })),
                 storage_prefix: format!("/registry/{group}/{plural}/"),
             }

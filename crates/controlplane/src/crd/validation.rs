@@ -199,6 +199,7 @@ fn validate_versions(spec: &Value, causes: &mut Vec<Cause>) {
             Some(schema) => {
                 let path = format!("{path}.schema.openAPIV3Schema");
                 validate_root_schema(schema, &path, status_enabled, causes);
+                super::rules::check(schema, &path, causes);
             }
         }
         validate_subresources(
