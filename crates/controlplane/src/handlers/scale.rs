@@ -406,6 +406,7 @@ mod tests {
             }),
             selectable_fields: Vec::new(),
             terminating: false,
+            rules: crate::crd::rules::Rules::compile(&json!({"type": "object"})),
         }));
         let parent = deployment(vec![entry(
             "apply",
