@@ -89,18 +89,39 @@ impl KflexServer {
 
     /// Starts `kflex serve` on `dir` with extra command-line arguments.
     pub fn start_with(dir: tempfile::TempDir, extra_args: &[&str]) -> Self {
+        Self::spawn("serve", dir, extra_args, &[])
+    }
+
+    /// Starts `kflex up` on `dir`, with `$KUBECONFIG` set to `user_kubeconfig` (which it
+    /// updates with the hosting context).
+    pub fn up(dir: tempfile::TempDir, user_kubeconfig: &std::path::Path) -> Self {
+        Self::spawn(
+            "up",
+            dir,
+            &[],
+            &[("KUBECONFIG", user_kubeconfig.as_os_str())],
+        )
+    }
+
+    fn spawn(
+        command: &str,
+        dir: tempfile::TempDir,
+        extra_args: &[&str],
+        envs: &[(&str, &std::ffi::OsStr)],
+    ) -> Self {
         use std::io::BufRead;
         let kubeconfig = dir.path().join("admin.kubeconfig");
         let mut child = std::process::Command::new(kflex_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([command, "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .arg("--kubeconfig-out")
             .arg(&kubeconfig)
             .args(extra_args)
+            .envs(envs.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
             .spawn()
-            .expect("run kflex serve");
+            .expect("run kflex");
         let stdout = child.stdout.take().expect("stdout is piped");
         let (ready, wait) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -54,7 +54,9 @@ fn default_data_dir() -> PathBuf {
 const ADMIN_USER: &str = "kflex-admin";
 const ADMIN_GROUP: &str = "system:masters";
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// Runs the server; with `user_kubeconfig`, also records its hosting context (`kflex`,
+/// made current) in the user's kubeconfig.
+pub async fn run(args: ServeArgs, user_kubeconfig: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
     let ca = load_or_create_ca(&args.data_dir.join("pki"))?;
@@ -96,6 +98,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| args.data_dir.join("admin.kubeconfig"));
     write_kubeconfig(&kubeconfig, &url, &ca.certificate, &admin)?;
+    if user_kubeconfig {
+        record_hosting_context(&kubeconfig)?;
+    }
 
     let postgres = match &args.postgres_url {
         Some(dsn) => Some(
@@ -196,7 +201,33 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An admin kubeconfig for the hosting API: context, cluster and user `kflex`.
+/// Merges the admin kubeconfig at `admin` into the user's as context `kflex`, made
+/// current and recorded as the hosting API's.
+fn record_hosting_context(admin: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(admin).with_context(|| format!("reading {}", admin.display()))?;
+    let admin: serde_json::Value = serde_json::from_str(&text)?;
+    let mut user = crate::kubeconfig::Kubeconfig::load(None)?;
+    for (section, key) in [
+        (crate::kubeconfig::Section::Clusters, "clusters"),
+        (crate::kubeconfig::Section::Users, "users"),
+        (crate::kubeconfig::Section::Contexts, "contexts"),
+    ] {
+        for entry in admin[key].as_array().into_iter().flatten() {
+            user.upsert(section, entry.clone());
+        }
+    }
+    user.set_current_context(HOSTING_CONTEXT);
+    user.set_hosting_context(HOSTING_CONTEXT);
+    user.save()?;
+    println!("kubeconfig context {HOSTING_CONTEXT} is current");
+    Ok(())
+}
+
+/// The name of the hosting API's context, cluster and user in kubeconfigs kflex writes.
+const HOSTING_CONTEXT: &str = "kflex";
+
+/// An admin kubeconfig for the hosting API: context and cluster `kflex`.
 fn write_kubeconfig(
     path: &Path,
     server: &str,
@@ -204,8 +235,8 @@ fn write_kubeconfig(
     admin: &CertifiedKey,
 ) -> anyhow::Result<()> {
     let names = ContextNames {
-        context: "kflex".into(),
-        cluster: "kflex".into(),
+        context: HOSTING_CONTEXT.into(),
+        cluster: HOSTING_CONTEXT.into(),
         user: ADMIN_USER.into(),
     };
     let config = credentials::kubeconfig(&names, server, &ca.cert_pem, admin);

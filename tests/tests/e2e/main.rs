@@ -3,6 +3,7 @@
 mod api;
 mod apply;
 mod cli;
+mod cli_workflow;
 mod crd_rules;
 mod crds;
 mod custom_metadata;
