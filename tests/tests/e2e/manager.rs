@@ -352,7 +352,66 @@ async fn bad_control_planes_get_clear_answers_and_leave_nothing() {
         .to_owned();
     assert!(message.contains("missing"), "{message}");
 
-    for name in ["nosecret", "baddsn"] {
+    // A name that cannot name a namespace, and a namespace that is someone else's.
+    submit(&host, "a.b", json!({"type": "k8s"})).await.unwrap();
+    let (cp, _) = settled(&host, "a.b").await;
+    let message = condition(&cp, "Synced").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("a.b-system"), "{message}");
+    let namespaces: Api<Namespace> = Api::all(host.clone());
+    let theirs: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "taken-system"}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(host.clone(), "taken-system");
+    let secret: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "admin-kubeconfig"}, "stringData": {"keep": "me"}}),
+    )
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    submit(&host, "taken", json!({"type": "k8s"}))
+        .await
+        .unwrap();
+    let (cp, _) = settled(&host, "taken").await;
+    let message = condition(&cp, "Synced").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("does not belong to control plane taken"),
+        "{message}"
+    );
+    control_planes(&host)
+        .delete("taken", &DeleteParams::default())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while control_planes(&host)
+        .get_opt("taken")
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(started.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        namespaces.get_opt("taken-system").await.unwrap().is_some(),
+        "not kflex's to delete"
+    );
+    secrets
+        .get("admin-kubeconfig")
+        .await
+        .expect("someone else's Secret is kept");
+
+    for name in ["nosecret", "baddsn", "a.b"] {
         control_planes(&host)
             .delete(name, &DeleteParams::default())
             .await

@@ -142,6 +142,11 @@ async fn teardown(
         _ => k8s::teardown(ctx, name, spec.as_ref()).await?,
     }
     let namespace = api::namespace_of(name);
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    match namespaces.get_opt(&namespace).await? {
+        Some(found) if owned_by(&found, name) => {}
+        _ => return Ok(()),
+    }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     for secret in [api::KUBECONFIG_SECRET, credentials::CA_SECRET] {
         delete_if_present(&secrets, secret).await?;
@@ -150,15 +155,29 @@ async fn teardown(
 }
 
 /// Creates namespace `name` for control plane `cp` unless it exists.
+/// Refuses a namespace of that name made by someone else: kflex removes what it made.
 pub(super) async fn ensure_namespace(ctx: &Context, cp: &str) -> Result<String, ManagerError> {
     let name = api::namespace_of(cp);
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     let namespace: Namespace = serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"kflex.kubestellar.org/controlplane": cp}},
+        "metadata": {"name": name, "labels": {OWNER_LABEL: cp}},
     }))
     .map_err(|e| ManagerError::Invalid(e.to_string()))?;
-    create_if_absent(&namespaces, &namespace).await?;
+    let stored = create_if_absent(&namespaces, &namespace).await?;
+    if !owned_by(&stored, cp) {
+        return Err(ManagerError::Invalid(format!(
+            "namespace {name} exists and does not belong to control plane {cp} \
+             (it lacks label {OWNER_LABEL}={cp}): rename the control plane or remove the namespace"
+        )));
+    }
     Ok(name)
+}
+
+/// The label marking the namespace kflex made for a control plane.
+const OWNER_LABEL: &str = "kflex.kubestellar.org/controlplane";
+
+fn owned_by(namespace: &Namespace, cp: &str) -> bool {
+    namespace.labels().get(OWNER_LABEL).map(String::as_str) == Some(cp)
 }
 
 /// Creates `object` unless one of its name exists; returns the stored object.
