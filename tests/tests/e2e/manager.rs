@@ -122,7 +122,19 @@ async fn create_configmap(client: &kube::Client, name: &str) -> Api<ConfigMap> {
     configmaps
 }
 
+/// Waits until ControlPlane `name` is deleted and checks its namespace went with it.
 async fn gone(host: &kube::Client, name: &str) {
+    deleted(host, name).await;
+    let namespaces: Api<Namespace> = Api::all(host.clone());
+    assert!(namespaces
+        .get_opt(&format!("{name}-system"))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// Waits until ControlPlane `name` is deleted (its finalizer removed).
+async fn deleted(host: &kube::Client, name: &str) {
     let started = Instant::now();
     while control_planes(host).get_opt(name).await.unwrap().is_some() {
         assert!(
@@ -131,12 +143,6 @@ async fn gone(host: &kube::Client, name: &str) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let namespaces: Api<Namespace> = Api::all(host.clone());
-    assert!(namespaces
-        .get_opt(&format!("{name}-system"))
-        .await
-        .unwrap()
-        .is_none());
 }
 
 #[tokio::test]
