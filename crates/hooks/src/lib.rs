@@ -1,1 +1,317 @@
-//! The PostCreateHook engine and built-in hook actions.
+//! The PostCreateHook engine: provisions a control plane once it is ready, as KubeFlex does.
+//!
+//! Start with [`run`]: given a ControlPlane's spec, it finds the hooks it uses ([`uses`],
+//! in KubeFlex's order), renders each hook's templates with its variables ([`template`],
+//! [`variables`]) and applies them with server-side apply (field manager `kubeflex`) on
+//! the hosting API, into the control plane's namespace; cluster-scoped objects are
+//! labelled with the control plane's name so [`remove_applied`] can remove them with it.
+//! With `waitForPostCreateHooks`, a hook counts as applied once its objects are ready
+//! ([`readiness`]).
+
+pub mod readiness;
+pub mod template;
+
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::discovery::{Discovery, Scope};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// The API group and version of PostCreateHooks.
+const API_VERSION: &str = "tenancy.kflex.kubestellar.org/v1alpha1";
+/// The field manager of every object a hook applies (KubeFlex's).
+pub const FIELD_MANAGER: &str = "kubeflex";
+/// The label on cluster-scoped objects a hook applied: the control plane's name.
+pub const CONTROL_PLANE_LABEL: &str = "kflex.kubestellar.org/controlplane";
+
+/// Why hooks could not be applied; shown on the ControlPlane.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error("template: {0}")]
+    Template(String),
+    #[error("PostCreateHook {0} not found")]
+    Missing(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{}", api_message(.0))]
+    Api(#[from] kube::Error),
+}
+
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// One use of a hook by a control plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookUse {
+    pub name: String,
+    pub vars: BTreeMap<String, String>,
+}
+
+/// The hooks a ControlPlane `spec` uses: the legacy `postCreateHook` first, then
+/// `postCreateHooks` in order; empty names and repeats skipped.
+pub fn uses(spec: &Value) -> Vec<HookUse> {
+    let strings = |value: &Value| -> BTreeMap<String, String> {
+        value
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect()
+    };
+    let mut found: Vec<HookUse> = Vec::new();
+    let legacy = spec["postCreateHook"].as_str().map(|name| HookUse {
+        name: name.to_owned(),
+        vars: strings(&spec["postCreateHookVars"]),
+    });
+    let listed = spec["postCreateHooks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| {
+            Some(HookUse {
+                name: u["hookName"].as_str()?.to_owned(),
+                vars: strings(&u["vars"]),
+            })
+        });
+    for hook in legacy.into_iter().chain(listed) {
+        if !hook.name.is_empty() && !found.iter().any(|f| f.name == hook.name) {
+            found.push(hook);
+        }
+    }
+    found
+}
+
+/// The variables of one hook use, by KubeFlex's precedence: the hook's `defaultVars` <
+/// the control plane's `globalVars` < the use's `vars` < the system variables
+/// (`Namespace`, `ControlPlaneName`, `HookName`).
+pub fn variables(
+    hook: &Value,
+    spec: &Value,
+    hook_use: &HookUse,
+    namespace: &str,
+    cp: &str,
+) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    for default in hook["spec"]["defaultVars"].as_array().into_iter().flatten() {
+        if let (Some(name), Some(value)) = (default["name"].as_str(), default["value"].as_str()) {
+            vars.insert(name.to_owned(), value.to_owned());
+        }
+    }
+    for (name, value) in spec["globalVars"].as_object().into_iter().flatten() {
+        if let Some(value) = value.as_str() {
+            vars.insert(name.clone(), value.to_owned());
+        }
+    }
+    vars.extend(hook_use.vars.clone());
+    vars.insert("Namespace".into(), namespace.to_owned());
+    vars.insert("ControlPlaneName".into(), cp.to_owned());
+    vars.insert("HookName".into(), hook_use.name.clone());
+    vars
+}
+
+/// What applying a control plane's hooks came to.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Hook name → applied (and, when waiting, ready): `status.postCreateHooks`.
+    pub applied: BTreeMap<String, bool>,
+    /// Every hook applied (and ready when waiting), with no error.
+    pub completed: bool,
+    /// Why hooks failed, one message per failing hook.
+    pub errors: Vec<String>,
+}
+
+/// Applies the hooks control plane `cp` (with `spec`, namespace `namespace`) uses, through
+/// `client` (the hosting API). Every hook is tried even when one fails.
+pub async fn run(client: &kube::Client, cp: &str, namespace: &str, spec: &Value) -> Outcome {
+    let hook_uses = uses(spec);
+    let mut outcome = Outcome::default();
+    if hook_uses.is_empty() {
+        outcome.completed = true;
+        return outcome;
+    }
+    let wait = spec["waitForPostCreateHooks"].as_bool().unwrap_or(false);
+    let discovery = match Discovery::new(client.clone()).run().await {
+        Ok(discovery) => discovery,
+        Err(error) => {
+            outcome
+                .errors
+                .push(format!("discovery: {}", api_message(&error)));
+            return outcome;
+        }
+    };
+    for hook_use in &hook_uses {
+        match apply_hook(client, &discovery, cp, namespace, spec, hook_use).await {
+            Ok(objects) => {
+                let ready = !wait || objects.iter().all(readiness::is_ready);
+                outcome.applied.insert(hook_use.name.clone(), ready);
+            }
+            Err(error) => {
+                outcome.applied.insert(hook_use.name.clone(), false);
+                outcome
+                    .errors
+                    .push(format!("hook {}: {error}", hook_use.name));
+            }
+        }
+    }
+    outcome.completed = outcome.errors.is_empty() && outcome.applied.values().all(|a| *a);
+    outcome
+}
+
+/// Renders and applies one hook's templates; returns the objects as stored.
+async fn apply_hook(
+    client: &kube::Client,
+    discovery: &Discovery,
+    cp: &str,
+    namespace: &str,
+    spec: &Value,
+    hook_use: &HookUse,
+) -> Result<Vec<Value>, HookError> {
+    let hooks: Api<DynamicObject> = Api::all_with(client.clone(), &resource());
+    let hook = hooks
+        .get_opt(&hook_use.name)
+        .await?
+        .ok_or_else(|| HookError::Missing(hook_use.name.clone()))?;
+    let hook = serde_json::to_value(&hook).map_err(|e| HookError::Invalid(e.to_string()))?;
+    let vars = variables(&hook, spec, hook_use, namespace, cp);
+    let mut applied = Vec::new();
+    for template in hook["spec"]["templates"].as_array().into_iter().flatten() {
+        let mut object = template::render(template, &vars)?;
+        let (group, version) = match object["apiVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .split_once('/')
+        {
+            Some((group, version)) => (group.to_owned(), version.to_owned()),
+            None => (
+                String::new(),
+                object["apiVersion"].as_str().unwrap_or_default().to_owned(),
+            ),
+        };
+        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if kind.is_empty() || version.is_empty() || name.is_empty() {
+            return Err(HookError::Invalid(
+                "every template needs apiVersion, kind and metadata.name".into(),
+            ));
+        }
+        let gvk = kube::core::GroupVersionKind::gvk(&group, &version, &kind);
+        let (resource, capabilities) = discovery.resolve_gvk(&gvk).ok_or_else(|| {
+            HookError::Invalid(format!(
+                "the hosting API does not serve {kind} in {}",
+                object["apiVersion"]
+            ))
+        })?;
+        let api: Api<DynamicObject> = match capabilities.scope {
+            Scope::Namespaced => {
+                if let Some(other) = object["metadata"]["namespace"]
+                    .as_str()
+                    .filter(|ns| *ns != namespace)
+                {
+                    return Err(HookError::Invalid(format!(
+                        "{kind} {name}: a hook may not use namespace {other}; its objects go into {namespace}"
+                    )));
+                }
+                object["metadata"]["namespace"] = json!(namespace);
+                Api::namespaced_with(client.clone(), namespace, &resource)
+            }
+            Scope::Cluster => {
+                object["metadata"]["labels"][CONTROL_PLANE_LABEL] = json!(cp);
+                Api::all_with(client.clone(), &resource)
+            }
+        };
+        let stored = api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await?;
+        applied.push(serde_json::to_value(&stored).map_err(|e| HookError::Invalid(e.to_string()))?);
+    }
+    Ok(applied)
+}
+
+/// The ApiResource of PostCreateHooks, for kube-rs's dynamic API.
+pub fn resource() -> kube::core::ApiResource {
+    kube::core::ApiResource {
+        group: "tenancy.kflex.kubestellar.org".into(),
+        version: "v1alpha1".into(),
+        api_version: API_VERSION.into(),
+        kind: "PostCreateHook".into(),
+        plural: "postcreatehooks".into(),
+    }
+}
+
+/// Removes what hooks applied for control plane `cp`: every object in its namespace
+/// (as the namespace controller would before the namespace goes) and the cluster-scoped
+/// objects labelled with its name.
+pub async fn remove_applied(
+    client: &kube::Client,
+    cp: &str,
+    namespace: &str,
+) -> Result<(), HookError> {
+    let discovery = Discovery::new(client.clone()).run().await?;
+    let labelled = ListParams::default().labels(&format!("{CONTROL_PLANE_LABEL}={cp}"));
+    for group in discovery.groups() {
+        for (resource, capabilities) in group.recommended_resources() {
+            if !capabilities.supports_operation(kube::discovery::verbs::DELETE_COLLECTION)
+                || resource.plural == "namespaces"
+            {
+                continue;
+            }
+            let (api, params): (Api<DynamicObject>, &ListParams) = match capabilities.scope {
+                Scope::Namespaced => (
+                    Api::namespaced_with(client.clone(), namespace, &resource),
+                    &ListParams::default(),
+                ),
+                Scope::Cluster => (Api::all_with(client.clone(), &resource), &labelled),
+            };
+            api.delete_collection(&DeleteParams::default(), params)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_hook_first_then_the_list_without_repeats() {
+        let spec = json!({
+            "postCreateHook": "old", "postCreateHookVars": {"a": "1"},
+            "postCreateHooks": [{"hookName": "new", "vars": {"b": "2"}}, {"hookName": "old"}, {"hookName": ""}],
+        });
+        let found = uses(&spec);
+        assert_eq!(
+            found.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+            ["old", "new"]
+        );
+        assert_eq!(found[0].vars["a"], "1");
+    }
+
+    #[test]
+    fn variables_follow_kubeflex_precedence() {
+        let hook = json!({"spec": {"defaultVars": [{"name": "A", "value": "default"}, {"name": "B", "value": "default"},
+                                                   {"name": "C", "value": "default"}, {"name": "Namespace", "value": "x"}]}});
+        let spec = json!({"globalVars": {"B": "global", "C": "global"}});
+        let hook_use = HookUse {
+            name: "h".into(),
+            vars: [("C".to_owned(), "use".to_owned())].into(),
+        };
+        let vars = variables(&hook, &spec, &hook_use, "cp-system", "cp");
+        assert_eq!(vars["A"], "default");
+        assert_eq!(vars["B"], "global");
+        assert_eq!(vars["C"], "use");
+        assert_eq!(vars["Namespace"], "cp-system");
+        assert_eq!(vars["ControlPlaneName"], "cp");
+        assert_eq!(vars["HookName"], "h");
+    }
+}

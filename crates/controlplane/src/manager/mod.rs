@@ -70,6 +70,10 @@ pub enum ManagerError {
     Pki(#[from] crate::pki::PkiError),
     #[error("{0}")]
     Invalid(String),
+    #[error("errors processing hooks: {0}")]
+    Hooks(String),
+    #[error("post-create hooks: {0}")]
+    Hook(#[from] kflex_hooks::HookError),
 }
 
 /// A hosting-API error as a user reads it: a Status's message, else the error.
@@ -139,8 +143,41 @@ impl Manager {
         shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     ) {
         let resource = api::control_planes();
-        let control_planes = Api::all_with(self.context.client.clone(), &resource);
-        Controller::new_with(control_planes, watcher::Config::default(), resource)
+        let control_planes: Api<kube::api::DynamicObject> =
+            Api::all_with(self.context.client.clone(), &resource);
+        let controller =
+            Controller::new_with(control_planes, watcher::Config::default(), resource.clone());
+        // A PostCreateHook that appears or changes is (re)applied to the control planes
+        // that use it.
+        let known = controller.store();
+        let hooks = Api::<kube::api::DynamicObject>::all_with(
+            self.context.client.clone(),
+            &kflex_hooks::resource(),
+        );
+        controller
+            .watches_with(
+                hooks,
+                kflex_hooks::resource(),
+                watcher::Config::default(),
+                move |hook| {
+                    let name = hook.metadata.name.clone().unwrap_or_default();
+                    known
+                        .state()
+                        .into_iter()
+                        .filter(|cp| {
+                            kflex_hooks::uses(&cp.data["spec"])
+                                .iter()
+                                .any(|u| u.name == name)
+                        })
+                        .map(|cp| {
+                            kube::runtime::reflector::ObjectRef::from_obj_with(
+                                cp.as_ref(),
+                                resource.clone(),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                },
+            )
             .graceful_shutdown_on(shutdown)
             .run(reconcile::reconcile, reconcile::error_policy, self.context)
             .for_each(|result| async move {

@@ -66,7 +66,15 @@ pub(super) async fn reconcile(
         },
         Err(error) => Err(error),
     };
-    let status = status(&cp, &outcome);
+    // Hooks run once the control plane serves (KubeFlex's phase 3).
+    let hooks = match &outcome {
+        Ok(_) => {
+            let namespace = api::namespace_of(&name);
+            Some(kflex_hooks::run(&ctx.client, &name, &namespace, &cp.data["spec"]).await)
+        }
+        Err(_) => None,
+    };
+    let status = status(&cp, &outcome, hooks.as_ref());
     control_planes
         .patch_status(
             &name,
@@ -74,7 +82,15 @@ pub(super) async fn reconcile(
             &Patch::Merge(json!({ "status": status })),
         )
         .await?;
-    outcome.map(|_| Action::await_change())
+    outcome?;
+    match hooks {
+        Some(hooks) if !hooks.errors.is_empty() => {
+            Err(ManagerError::Hooks(hooks.errors.join("; ")))
+        }
+        // Waiting for hook objects to become ready: look again shortly.
+        Some(hooks) if !hooks.completed => Ok(Action::requeue(Duration::from_secs(5))),
+        _ => Ok(Action::await_change()),
+    }
 }
 
 /// Retries a failed reconcile after a pause that does not hammer a broken dependency.
@@ -89,8 +105,12 @@ fn spec_of(cp: &DynamicObject) -> Result<ControlPlaneSpec, ManagerError> {
 }
 
 /// The status after a reconcile: KubeFlex's conditions, keeping each condition's
-/// `lastTransitionTime` while its status holds.
-fn status(cp: &DynamicObject, outcome: &Result<Provisioned, ManagerError>) -> Value {
+/// `lastTransitionTime` while its status holds, and the hooks' progress.
+fn status(
+    cp: &DynamicObject,
+    outcome: &Result<Provisioned, ManagerError>,
+    hooks: Option<&kflex_hooks::Outcome>,
+) -> Value {
     let now = crate::object::now();
     let old: &[Value] = cp.data["status"]["conditions"]
         .as_array()
@@ -108,10 +128,32 @@ fn status(cp: &DynamicObject, outcome: &Result<Provisioned, ManagerError>) -> Va
     let mut status = json!({"observedGeneration": cp.metadata.generation.unwrap_or(0)});
     match outcome {
         Ok(provisioned) => {
-            status["conditions"] = json!([
-                condition("Synced", true, "ReconcileSuccess", String::new()),
-                condition("Ready", true, "Available", String::new()),
-            ]);
+            let waiting = cp.data["spec"]["waitForPostCreateHooks"].as_bool() == Some(true)
+                && !hooks.is_some_and(|h| h.completed);
+            let synced = match hooks.filter(|h| !h.errors.is_empty()) {
+                Some(failed) => condition(
+                    "Synced",
+                    false,
+                    "ReconcileError",
+                    format!("errors processing hooks: {}", failed.errors.join("; ")),
+                ),
+                None => condition("Synced", true, "ReconcileSuccess", String::new()),
+            };
+            let ready = if waiting {
+                condition(
+                    "Ready",
+                    false,
+                    "WaitingForPostCreateHooks",
+                    "Waiting for PostCreateHook completion".into(),
+                )
+            } else {
+                condition("Ready", true, "Available", String::new())
+            };
+            status["conditions"] = json!([synced, ready]);
+            if let Some(hooks) = hooks {
+                status["postCreateHooks"] = json!(hooks.applied);
+                status["postCreateHookCompleted"] = json!(hooks.completed);
+            }
             status["secretRef"] = json!({
                 "namespace": provisioned.secret_namespace,
                 "name": provisioned.secret_name,
@@ -147,6 +189,7 @@ async fn teardown(
         Some(found) if owned_by(&found, name) => {}
         _ => return Ok(()),
     }
+    kflex_hooks::remove_applied(&ctx.client, name, &namespace).await?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     for secret in [api::KUBECONFIG_SECRET, credentials::CA_SECRET] {
         delete_if_present(&secrets, secret).await?;
