@@ -5,6 +5,7 @@
 //! [`variables`]) and applies them with server-side apply (field manager `kubeflex`) on
 //! the hosting API, into the control plane's namespace; cluster-scoped objects are
 //! labelled with the control plane's name so [`remove_applied`] can remove them with it.
+//! A hook with `spec.target: controlplane` applies into the new control plane instead.
 //! With `waitForPostCreateHooks`, a hook counts as applied once its objects are ready
 //! ([`readiness`]).
 
@@ -112,6 +113,15 @@ pub fn variables(
     vars
 }
 
+/// Where hooks apply their templates: the hosting API (KubeFlex's behaviour), or, for a
+/// hook with `spec.target: controlplane` (a kflex extension), the new control plane
+/// itself.
+pub struct Targets<'a> {
+    pub host: &'a kube::Client,
+    /// `None` for control planes that are not served by this process (type `host`).
+    pub tenant: Option<&'a kube::Client>,
+}
+
 /// What applying a control plane's hooks came to.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -123,9 +133,9 @@ pub struct Outcome {
     pub errors: Vec<String>,
 }
 
-/// Applies the hooks control plane `cp` (with `spec`, namespace `namespace`) uses, through
-/// `client` (the hosting API). Every hook is tried even when one fails.
-pub async fn run(client: &kube::Client, cp: &str, namespace: &str, spec: &Value) -> Outcome {
+/// Applies the hooks control plane `cp` (with `spec`, namespace `namespace`) uses, into
+/// `targets`. Every hook is tried even when one fails.
+pub async fn run(targets: &Targets<'_>, cp: &str, namespace: &str, spec: &Value) -> Outcome {
     let hook_uses = uses(spec);
     let mut outcome = Outcome::default();
     if hook_uses.is_empty() {
@@ -133,17 +143,9 @@ pub async fn run(client: &kube::Client, cp: &str, namespace: &str, spec: &Value)
         return outcome;
     }
     let wait = spec["waitForPostCreateHooks"].as_bool().unwrap_or(false);
-    let discovery = match Discovery::new(client.clone()).run().await {
-        Ok(discovery) => discovery,
-        Err(error) => {
-            outcome
-                .errors
-                .push(format!("discovery: {}", api_message(&error)));
-            return outcome;
-        }
-    };
+    let mut discoveries = Discoveries::default();
     for hook_use in &hook_uses {
-        match apply_hook(client, &discovery, cp, namespace, spec, hook_use).await {
+        match apply_hook(targets, &mut discoveries, cp, namespace, spec, hook_use).await {
             Ok(objects) => {
                 let ready = !wait || objects.iter().all(readiness::is_ready);
                 outcome.applied.insert(hook_use.name.clone(), ready);
@@ -160,22 +162,46 @@ pub async fn run(client: &kube::Client, cp: &str, namespace: &str, spec: &Value)
     outcome
 }
 
+/// Each target's discovery, made once per run and only when a hook needs it.
+#[derive(Default)]
+struct Discoveries {
+    host: Option<Discovery>,
+    tenant: Option<Discovery>,
+}
+
 /// Renders and applies one hook's templates; returns the objects as stored.
 async fn apply_hook(
-    client: &kube::Client,
-    discovery: &Discovery,
+    targets: &Targets<'_>,
+    discoveries: &mut Discoveries,
     cp: &str,
     namespace: &str,
     spec: &Value,
     hook_use: &HookUse,
 ) -> Result<Vec<Value>, HookError> {
-    let hooks: Api<DynamicObject> = Api::all_with(client.clone(), &resource());
+    let hooks: Api<DynamicObject> = Api::all_with(targets.host.clone(), &resource());
     let hook = hooks
         .get_opt(&hook_use.name)
         .await?
         .ok_or_else(|| HookError::Missing(hook_use.name.clone()))?;
     let hook = serde_json::to_value(&hook).map_err(|e| HookError::Invalid(e.to_string()))?;
     let vars = variables(&hook, spec, hook_use, namespace, cp);
+    let on_tenant = match hook["spec"]["target"].as_str().unwrap_or("host") {
+        "host" => false,
+        "controlplane" => true,
+        other => return Err(HookError::Invalid(format!("unknown target {other:?}"))),
+    };
+    let (client, slot) = if on_tenant {
+        let tenant = targets.tenant.ok_or_else(|| {
+            HookError::Invalid("target controlplane needs a control plane of type k8s".into())
+        })?;
+        (tenant, &mut discoveries.tenant)
+    } else {
+        (targets.host, &mut discoveries.host)
+    };
+    if slot.is_none() {
+        *slot = Some(Discovery::new(client.clone()).run().await?);
+    }
+    let discovery = slot.as_ref().expect("just made");
     let mut applied = Vec::new();
     for template in hook["spec"]["templates"].as_array().into_iter().flatten() {
         let mut object = template::render(template, &vars)?;
@@ -208,6 +234,16 @@ async fn apply_hook(
             ))
         })?;
         let api: Api<DynamicObject> = match capabilities.scope {
+            // On the tenant, the hook may use any namespace (default: `default`).
+            Scope::Namespaced if on_tenant => {
+                let target = object["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("default")
+                    .to_owned();
+                object["metadata"]["namespace"] = json!(target);
+                Api::namespaced_with(client.clone(), &target, &resource)
+            }
+            Scope::Cluster if on_tenant => Api::all_with(client.clone(), &resource),
             Scope::Namespaced => {
                 if let Some(other) = object["metadata"]["namespace"]
                     .as_str()

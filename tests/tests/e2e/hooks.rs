@@ -365,3 +365,48 @@ async fn bad_hooks_are_reported_on_the_control_plane() {
         "nothing written elsewhere"
     );
 }
+
+#[tokio::test]
+async fn a_hook_may_target_the_new_control_plane_itself() {
+    let server = KflexServer::start();
+    let host = client(&server).await;
+    hook(&host, "inside", json!({"target": "controlplane", "templates": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-{{.ControlPlaneName}}"}},
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": "welcome", "namespace": "team-{{.ControlPlaneName}}"},
+         "data": {"hook": "{{.HookName}}"}},
+    ]})).await;
+    control_plane(
+        &host,
+        "t",
+        json!({"type": "k8s", "postCreateHooks": [{"hookName": "inside"}]}),
+    )
+    .await;
+    until(&host, "t", |s| s["postCreateHookCompleted"] == true).await;
+    let tenant = crate::manager::tenant(&host, "t").await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(tenant, "team-t");
+    let cm = configmaps.get("welcome").await.unwrap();
+    assert_eq!(cm.data.unwrap()["hook"], "inside");
+    let on_host: Api<ConfigMap> = Api::namespaced(host.clone(), "t-system");
+    assert!(
+        on_host.get_opt("welcome").await.unwrap().is_none(),
+        "nothing on the hosting API"
+    );
+
+    // A host control plane has no tenant of its own to target.
+    control_plane(
+        &host,
+        "h",
+        json!({"type": "host", "postCreateHooks": [{"hookName": "inside"}]}),
+    )
+    .await;
+    let status = until(&host, "h", |s| condition(s, "Synced")["status"] == "False").await;
+    let message = condition(&status, "Synced")["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("target controlplane needs a control plane of type k8s"),
+        "{message}"
+    );
+}

@@ -106,7 +106,8 @@ async fn client_from(kubeconfig: &str, server: Option<String>) -> kube::Client {
     kube::Client::try_from(config).expect("a client")
 }
 
-async fn tenant(host: &kube::Client, name: &str) -> kube::Client {
+/// A client for control plane `name`, from its kubeconfig Secret.
+pub(crate) async fn tenant(host: &kube::Client, name: &str) -> kube::Client {
     client_from(&kubeconfig_of(host, name, "kubeconfig").await, None).await
 }
 

@@ -77,6 +77,9 @@ async fn serve(
     authenticator
         .add_client_ca(&ca.certificate.cert_der)
         .map_err(|e| ManagerError::Invalid(e.to_string()))?;
+    // The manager applies hooks that target the tenant itself.
+    let (_, manager) = super::manager_identity();
+    authenticator.add_token(ctx.config.token.clone(), manager);
     let tenant = ControlPlane::start(name, store.store.clone(), authenticator).await?;
     ctx.tenants
         .lock()

@@ -8,13 +8,20 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// A kube-rs client of the control planes `router` serves, authenticated with `token`
-/// (a bearer token the target control plane accepts).
+/// A kube-rs client of the hosting API `router` serves, authenticated with `token` (a
+/// bearer token it accepts).
 pub fn client(router: Arc<Router>, token: &str) -> kube::Client {
+    client_at(router, token, "")
+}
+
+/// A kube-rs client of the control plane served under `prefix` (`/clusters/<name>`, or
+/// empty for the hosting API), authenticated with `token`.
+pub fn client_at(router: Arc<Router>, token: &str, prefix: &str) -> kube::Client {
     let service = InProcess {
         router,
         authorization: http::HeaderValue::from_str(&format!("Bearer {token}"))
             .unwrap_or_else(|_| http::HeaderValue::from_static("Bearer -")),
+        prefix: prefix.into(),
     };
     kube::Client::new(service, "default")
 }
@@ -24,6 +31,7 @@ pub fn client(router: Arc<Router>, token: &str) -> kube::Client {
 struct InProcess {
     router: Arc<Router>,
     authorization: http::HeaderValue,
+    prefix: Arc<str>,
 }
 
 impl tower::Service<http::Request<kube::client::Body>> for InProcess {
@@ -39,6 +47,16 @@ impl tower::Service<http::Request<kube::client::Body>> for InProcess {
         request
             .headers_mut()
             .insert(http::header::AUTHORIZATION, self.authorization.clone());
+        if !self.prefix.is_empty() {
+            let path_and_query = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            if let Ok(uri) = format!("{}{path_and_query}", self.prefix).parse() {
+                *request.uri_mut() = uri;
+            }
+        }
         let router = self.router.clone();
         Box::pin(async move { Ok(router.handle(request, Arc::default()).await) })
     }

@@ -70,7 +70,15 @@ pub(super) async fn reconcile(
     let hooks = match &outcome {
         Ok(_) => {
             let namespace = api::namespace_of(&name);
-            Some(kflex_hooks::run(&ctx.client, &name, &namespace, &cp.data["spec"]).await)
+            let tenant = ctx.router.tenant(&name).map(|_| {
+                let prefix = format!("{}{name}", crate::TENANT_PREFIX);
+                super::local_client::client_at(ctx.router.clone(), &ctx.config.token, &prefix)
+            });
+            let targets = kflex_hooks::Targets {
+                host: &ctx.client,
+                tenant: tenant.as_ref(),
+            };
+            Some(kflex_hooks::run(&targets, &name, &namespace, &cp.data["spec"]).await)
         }
         Err(_) => None,
     };
