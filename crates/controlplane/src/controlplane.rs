@@ -27,6 +27,8 @@ pub struct ControlPlane {
     registry: ResourceRegistry,
     authenticator: Authenticator,
     watch_caches: Arc<WatchCaches>,
+    /// Whether this is the hosting API, whose `/metrics` shows every control plane's.
+    hosting: std::sync::atomic::AtomicBool,
 }
 
 /// A discovery document with its ETag, or 304 when the client's copy is current, as
@@ -77,6 +79,7 @@ impl ControlPlane {
             registry: ResourceRegistry::builtin(),
             authenticator,
             watch_caches: Arc::default(),
+            hosting: std::sync::atomic::AtomicBool::new(false),
         };
         cp.bootstrap().await?;
         crate::crd::load(&cp).await?;
@@ -115,6 +118,12 @@ impl ControlPlane {
         });
         futures::future::try_join_all(creates).await?;
         authz::bootstrap::ensure(self).await
+    }
+
+    /// Makes this control plane the hosting API (the router does, for the one at `/`).
+    pub(crate) fn mark_hosting(&self) {
+        self.hosting
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The control plane's name.
@@ -225,6 +234,16 @@ impl ControlPlane {
                 found(discovery::group_version(&self.registry, &group, &version))
             }
             Target::Version => h::json(StatusCode::OK, &discovery::version_info()),
+            Target::Metrics => {
+                let hosting = self.hosting.load(std::sync::atomic::Ordering::Relaxed);
+                let text = crate::metrics::render((!hosting).then_some(self.name.as_str()));
+                let mut response = Response::new(h::full(text));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                );
+                response
+            }
             Target::OpenApi(path) => {
                 let crd_schema =
                     |def: &ResourceDef| def.crd.as_ref().map(|c| c.open_api_v3_schema.clone());
@@ -238,22 +257,46 @@ impl ControlPlane {
                 }
             }
             Target::Resource(rr) => {
-                let writes_aggregation = authz::aggregation::affects_aggregation(
-                    &rr.group,
-                    &rr.resource,
-                    rr.verb.as_str(),
+                let started = std::time::Instant::now();
+                let apply = req
+                    .header("content-type")
+                    .is_some_and(|t| t.starts_with("application/apply-patch"));
+                let watch = (rr.verb == crate::request::Verb::Watch)
+                    .then(|| crate::metrics::long_running(&self.name, &rr));
+                let measured = rr.clone();
+                let response = self.handle_resource(rr, req).await;
+                crate::metrics::record(
+                    &self.name,
+                    &measured,
+                    apply,
+                    response.status().as_u16(),
+                    started.elapsed(),
                 );
-                match handlers::handle(self, rr, req).await {
-                    Ok(response) if writes_aggregation && response.status().is_success() => {
-                        match authz::aggregation::aggregate(self).await {
-                            Ok(()) => response,
-                            Err(error) => h::error(&error),
-                        }
-                    }
-                    Ok(response) => response,
+                match watch {
+                    Some(guard) => response.map(|body| h::with_guard(body, guard)),
+                    None => response,
+                }
+            }
+        }
+    }
+
+    /// Answers a resource request (after authentication and authorization).
+    async fn handle_resource(
+        &self,
+        rr: crate::request::ResourceRequest,
+        req: ApiRequest,
+    ) -> Response<Body> {
+        let writes_aggregation =
+            authz::aggregation::affects_aggregation(&rr.group, &rr.resource, rr.verb.as_str());
+        match handlers::handle(self, rr, req).await {
+            Ok(response) if writes_aggregation && response.status().is_success() => {
+                match authz::aggregation::aggregate(self).await {
+                    Ok(()) => response,
                     Err(error) => h::error(&error),
                 }
             }
+            Ok(response) => response,
+            Err(error) => h::error(&error),
         }
     }
 }

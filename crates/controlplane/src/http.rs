@@ -146,3 +146,36 @@ mod tests {
         );
     }
 }
+
+/// `body`, holding `guard` until the body is dropped (the end of a streamed response).
+pub fn with_guard<G: Send + Sync + Unpin + 'static>(body: Body, guard: G) -> Body {
+    http_body_util::BodyExt::boxed(Guarded {
+        body,
+        _guard: guard,
+    })
+}
+
+struct Guarded<G> {
+    body: Body,
+    _guard: G,
+}
+
+impl<G: Unpin> hyper::body::Body for Guarded<G> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -22,6 +22,7 @@ pub mod fieldvalidation;
 mod handlers;
 pub mod http;
 pub mod manager;
+pub mod metrics;
 pub mod object;
 pub mod openapi;
 pub mod patch;

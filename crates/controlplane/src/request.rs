@@ -63,6 +63,8 @@ pub enum Target {
     Resource(ResourceRequest),
     /// `/version`.
     Version,
+    /// `/metrics`.
+    Metrics,
     /// `/healthz`, `/livez`, `/readyz` (and their sub-checks).
     Health,
     /// `/openapi/...`.
@@ -151,6 +153,7 @@ pub fn parse(method: &http::Method, path: &str, query: &Query) -> Result<Target,
         ["apis"] => return Ok(Target::Groups),
         ["apis", group] => return Ok(Target::Group((*group).to_owned())),
         ["version"] => return Ok(Target::Version),
+        ["metrics"] => return Ok(Target::Metrics),
         ["healthz" | "livez" | "readyz", ..] => return Ok(Target::Health),
         ["openapi", ..] => return Ok(Target::OpenApi(path.to_owned())),
         ["api", version, rest @ ..] => ("", *version, rest),

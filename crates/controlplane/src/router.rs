@@ -24,6 +24,7 @@ pub struct Router {
 impl Router {
     /// A router serving `host` at `/` and no tenants yet.
     pub fn new(host: Arc<ControlPlane>) -> Self {
+        host.mark_hosting();
         Router {
             host,
             tenants: RwLock::new(HashMap::new()),

@@ -9,6 +9,7 @@ mod crds;
 mod custom_metadata;
 mod hooks;
 mod manager;
+mod metrics;
 mod openapi;
 mod patch;
 mod protobuf;
