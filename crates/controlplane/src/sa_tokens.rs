@@ -497,32 +497,60 @@ pub async fn authenticate(
     Ok((user, matched))
 }
 
-/// `Ok` when the object a token names still exists with the uid the token recorded.
+/// `Ok` when the object a token names still exists with the uid the token recorded and
+/// was not deleted more than [`LEEWAY`] ago, with upstream's messages otherwise: the
+/// ServiceAccount's own, an opaque one for a bound object that is gone.
 async fn check_current(
     cp: &ControlPlane,
     plural: &str,
     namespace: Option<&str>,
     claim: &ObjectClaim,
 ) -> Result<(), TokenError> {
+    const GONE: &str = "service account token has been invalidated";
     let def = cp
         .builtin("", "v1", plural)
         .map_err(|e| TokenError::Unavailable(e.message().to_owned()))?;
     let object = read(cp, &def.key(namespace, &claim.name))
         .await
         .map_err(|e| TokenError::Unavailable(e.message().to_owned()))?;
-    let kind = &plural[..plural.len() - 1];
-    match object {
-        None => Err(TokenError::Invalidated(format!(
-            "{plural} \"{}\" not found",
-            claim.name
-        ))),
-        Some(object) if uid(&object) != claim.uid => Err(TokenError::Invalidated(format!(
-            "{kind} UID ({}) does not match claim ({})",
-            uid(&object),
-            claim.uid
-        ))),
-        Some(_) => Ok(()),
+    let is_account = plural == "serviceaccounts";
+    let Some(object) = object else {
+        return Err(TokenError::Invalidated(if is_account {
+            format!("serviceaccounts \"{}\" not found", claim.name)
+        } else {
+            GONE.to_owned()
+        }));
+    };
+    let deleted_long_ago = crate::object::meta_str(&object, "deletionTimestamp")
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .is_some_and(|t| t.as_second() + (LEEWAY as i64) < jiff::Timestamp::now().as_second());
+    if deleted_long_ago {
+        return Err(TokenError::Invalidated(if is_account {
+            format!(
+                "service account {}/{} has been deleted",
+                namespace.unwrap_or_default(),
+                claim.name
+            )
+        } else {
+            GONE.to_owned()
+        }));
     }
+    let actual = uid(&object);
+    if actual != claim.uid {
+        let kind = &plural[..plural.len() - 1];
+        return Err(TokenError::Invalidated(if is_account {
+            format!(
+                "service account UID ({actual}) does not match claim ({})",
+                claim.uid
+            )
+        } else {
+            format!(
+                "{kind} UID ({actual}) does not match service account {kind} ref claim ({})",
+                claim.uid
+            )
+        }));
+    }
+    Ok(())
 }
 
 /// The user of a request's `Authorization: Bearer` ServiceAccount token, for the API

@@ -287,7 +287,10 @@ async fn sa_tokens_are_issued_verified_reviewed_and_revoked() {
     assert_eq!(list_code(&bound_client).await, 401);
     let reviewed = review(&admin, &bound, &[]).await;
     assert_eq!(reviewed["authenticated"], Value::Null);
-    assert_eq!(reviewed["error"], "pods \"worker\" not found");
+    assert_eq!(
+        reviewed["error"],
+        "service account token has been invalidated"
+    );
 
     // TokenReview: valid, other audiences, garbage, and none at all.
     let reviewed = review(&admin, &robot_token, &[]).await;
