@@ -320,6 +320,7 @@ async fn tenant(dir: &std::path::Path, name: &str) -> Arc<ControlPlane> {
             name: "bench".into(),
             uid: String::new(),
             groups: vec!["system:masters".into()],
+            ..Default::default()
         },
     );
     let store = SqliteStore::open(dir.join(format!("{name}.db")), SqliteOptions::default())

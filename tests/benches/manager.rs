@@ -74,6 +74,7 @@ async fn start(data_dir: &std::path::Path, postgres: Option<PostgresServer>) -> 
             name: "admin".into(),
             uid: String::new(),
             groups: vec!["system:masters".into()],
+            ..Default::default()
         },
     );
     let store = SqliteStore::open(data_dir.join("host.db"), SqliteOptions::default())

@@ -9,11 +9,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// An authenticated user, as RBAC and `SelfSubjectReview` see it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct User {
     pub name: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// Extra attributes (`authentication.kubernetes.io/credential-id`, `.../pod-name`, ...).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The group every authenticated user belongs to.
@@ -66,6 +68,11 @@ impl Authenticator {
             return Some(user);
         }
         let token = authorization?.strip_prefix("Bearer ")?.trim();
+        self.token_user(token)
+    }
+
+    /// The user of a static bearer token (`TokenReview` asks it too).
+    pub fn token_user(&self, token: &str) -> Option<User> {
         self.tokens.get(token).cloned()
     }
 
@@ -121,6 +128,7 @@ impl Authenticator {
             name,
             uid: String::new(),
             groups,
+            extra: Default::default(),
         });
         Some((user, expires))
     }

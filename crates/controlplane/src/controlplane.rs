@@ -26,6 +26,7 @@ pub struct ControlPlane {
     store: Arc<dyn Store>,
     registry: ResourceRegistry,
     authenticator: Authenticator,
+    signing_key: crate::sa_tokens::SigningKey,
     watch_caches: Arc<WatchCaches>,
     /// Whether this is the hosting API, whose `/metrics` shows every control plane's.
     hosting: std::sync::atomic::AtomicBool,
@@ -73,11 +74,13 @@ impl ControlPlane {
         store: Arc<dyn Store>,
         authenticator: Authenticator,
     ) -> Result<Arc<Self>, StoreError> {
+        let signing_key = crate::sa_tokens::SigningKey::load_or_create(store.as_ref()).await?;
         let cp = ControlPlane {
             name: name.into(),
             store,
             registry: ResourceRegistry::builtin(),
             authenticator,
+            signing_key,
             watch_caches: Arc::default(),
             hosting: std::sync::atomic::AtomicBool::new(false),
         };
@@ -134,6 +137,16 @@ impl ControlPlane {
     /// Its store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Its credentials.
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
+    }
+
+    /// The key its ServiceAccount tokens are signed with.
+    pub fn signing_key(&self) -> &crate::sa_tokens::SigningKey {
+        &self.signing_key
     }
 
     /// The shared store watches of its watched resources.
@@ -200,10 +213,14 @@ impl ControlPlane {
         if target == Target::Health {
             return h::text(StatusCode::OK, "ok");
         }
-        let Some(user) = self
+        let user = match self
             .authenticator
             .authenticate(req.header("authorization"), &req.peer_certs)
-        else {
+        {
+            Some(user) => Some(user),
+            None => crate::sa_tokens::authenticate_request(self, req.header("authorization")).await,
+        };
+        let Some(user) = user else {
             return h::error(&ApiError::unauthorized());
         };
         let attrs = authz::Attributes::of_request(&req.method, &req.path, &req.query, &target);
@@ -249,7 +266,15 @@ impl ControlPlane {
                     |def: &ResourceDef| def.crd.as_ref().map(|c| c.open_api_v3_schema.clone());
                 crate::openapi::serve(&self.registry, &req, &path, &crd_schema)
             }
-            Target::Health | Target::Other(_) => h::error(&ApiError::path_not_found()),
+            Target::Other(path) => crate::sa_tokens::issuer_discovery(self, &req.method, &path)
+                .unwrap_or_else(|| h::error(&ApiError::path_not_found())),
+            Target::Health => h::error(&ApiError::path_not_found()),
+            Target::Resource(rr) if crate::sa_tokens::is_token_request(&rr) => {
+                match crate::sa_tokens::token_request(self, &rr, &req).await {
+                    Ok(response) => response,
+                    Err(error) => h::error(&error),
+                }
+            }
             Target::Resource(rr) if authz::review::is_review(&rr) => {
                 match authz::review::handle(self, &user, &rr, &req).await {
                     Ok(response) => response,

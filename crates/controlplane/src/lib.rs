@@ -32,6 +32,7 @@ pub mod registry;
 pub mod representation;
 pub mod request;
 mod router;
+pub mod sa_tokens;
 pub mod schema;
 pub mod selector;
 pub mod server;

@@ -568,6 +568,7 @@ async fn a_crd_is_served_only_by_its_own_control_plane() {
                     name: "admin".into(),
                     uid: String::new(),
                     groups: vec!["system:masters".into()],
+                    ..Default::default()
                 },
             );
             let store = SqliteStore::open(path, SqliteOptions::default())

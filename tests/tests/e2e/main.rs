@@ -16,6 +16,7 @@ mod protobuf;
 mod python_client;
 mod rbac;
 mod robustness;
+mod sa_tokens;
 mod scale;
 mod services;
 mod support;

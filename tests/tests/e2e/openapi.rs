@@ -386,6 +386,7 @@ async fn kubectl_explains_and_applies_on_a_tenant() {
                 name: format!("{name}-admin"),
                 uid: String::new(),
                 groups: vec!["system:masters".into()],
+                ..Default::default()
             },
         );
         let path = dir.path().join(format!("{name}.db"));

@@ -436,6 +436,7 @@ async fn control_plane(
         name: name.into(),
         uid: String::new(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
+        ..Default::default()
     };
     authn.add_token("admin", user("admin", &["system:masters"]));
     authn.add_token("alice", user("alice", &[]));

@@ -128,6 +128,7 @@ async fn malformed_requests_get_a_status_and_never_a_panic() {
             name: "fuzz".into(),
             uid: String::new(),
             groups: vec!["system:masters".into()],
+            ..Default::default()
         },
     );
     let router = Router::new(

@@ -25,6 +25,7 @@ async fn control_plane(dir: &std::path::Path, name: &str) -> (Arc<ControlPlane>,
             name: format!("{name}-admin"),
             uid: String::new(),
             groups: vec!["system:masters".into()],
+            ..Default::default()
         },
     );
     let store = SqliteStore::open(dir.join(format!("{name}.db")), SqliteOptions::default())

@@ -288,6 +288,31 @@ pub fn cluster_roles() -> Vec<Value> {
             )],
         ),
         cluster_role(
+            "system:service-account-issuer-discovery",
+            json!({}),
+            vec![url_rule(
+                &["get"],
+                &[
+                    "/.well-known/openid-configuration",
+                    "/.well-known/openid-configuration/",
+                    "/openid/v1/jwks",
+                    "/openid/v1/jwks/",
+                ],
+            )],
+        ),
+        cluster_role(
+            "system:auth-delegator",
+            json!({}),
+            vec![
+                rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
+                rule(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
+            ],
+        ),
+        cluster_role(
             "system:public-info-viewer",
             json!({}),
             vec![url_rule(
@@ -318,6 +343,10 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         binding("cluster-admin", &[super::rbac::MASTERS]),
         binding("system:basic-user", &[crate::authn::AUTHENTICATED]),
         binding("system:discovery", &[crate::authn::AUTHENTICATED]),
+        binding(
+            "system:service-account-issuer-discovery",
+            &["system:serviceaccounts"],
+        ),
         binding(
             "system:public-info-viewer",
             &[crate::authn::AUTHENTICATED, "system:unauthenticated"],

@@ -358,6 +358,7 @@ mod tests {
             name: "alice".into(),
             uid: String::new(),
             groups: vec!["system:authenticated".into()],
+            ..Default::default()
         };
         let resource = GroupResource {
             group: RBAC.into(),

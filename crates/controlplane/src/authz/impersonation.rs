@@ -87,6 +87,7 @@ pub async fn acting_user(
         name: name.clone(),
         uid: uid.unwrap_or_default(),
         groups,
+        ..Default::default()
     };
     if impersonated.groups.is_empty() {
         if let Some((ns, _)) = name

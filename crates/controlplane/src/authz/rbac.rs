@@ -260,6 +260,7 @@ mod tests {
             name: "alice".into(),
             uid: String::new(),
             groups: vec!["devs".into(), crate::authn::AUTHENTICATED.into()],
+            ..Default::default()
         }
     }
 
@@ -378,6 +379,7 @@ mod tests {
             name: "system:serviceaccount:ns:robot".into(),
             uid: String::new(),
             groups: vec!["system:serviceaccounts".into()],
+            ..Default::default()
         };
         assert!(applies_to(
             &alice(),

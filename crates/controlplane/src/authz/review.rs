@@ -27,7 +27,7 @@ pub fn is_review(rr: &ResourceRequest) -> bool {
                 | "localsubjectaccessreviews"
                 | "selfsubjectrulesreviews"
         ),
-        AUTHENTICATION => rr.resource == "selfsubjectreviews",
+        AUTHENTICATION => matches!(rr.resource.as_str(), "selfsubjectreviews" | "tokenreviews"),
         _ => false,
     }
 }
@@ -79,6 +79,7 @@ pub async fn handle(
             let namespace = review["spec"]["namespace"].as_str().unwrap_or_default();
             rules_status(cp, user, namespace).await?
         }
+        "tokenreviews" => crate::sa_tokens::review_status(cp, &review).await?,
         _ => json!({"userInfo": user_info(user)}),
     };
     review["status"] = status;
@@ -87,7 +88,7 @@ pub async fn handle(
 
 /// The request body as an object of `kind` (JSON or protobuf); an empty body is an empty
 /// review (kubectl's `auth whoami` sends nothing else).
-pub(super) fn body(req: &ApiRequest, api_version: &str, kind: &str) -> Result<Value, ApiError> {
+pub(crate) fn body(req: &ApiRequest, api_version: &str, kind: &str) -> Result<Value, ApiError> {
     let mut object: Value = if req.body.is_empty() {
         json!({})
     } else {
@@ -217,6 +218,7 @@ fn subject(review: &Value, kind: &str) -> Result<User, ApiError> {
         name,
         uid: spec["uid"].as_str().unwrap_or_default().to_owned(),
         groups,
+        ..Default::default()
     })
 }
 
@@ -271,10 +273,13 @@ async fn rules_status(cp: &ControlPlane, user: &User, namespace: &str) -> Result
 }
 
 /// `UserInfo` of a user.
-fn user_info(user: &User) -> Value {
+pub(crate) fn user_info(user: &User) -> Value {
     let mut info = json!({"username": user.name, "groups": user.groups});
     if !user.uid.is_empty() {
         info["uid"] = json!(user.uid);
+    }
+    if !user.extra.is_empty() {
+        info["extra"] = json!(user.extra);
     }
     info
 }

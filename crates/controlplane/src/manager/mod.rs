@@ -55,6 +55,7 @@ pub fn manager_identity() -> (String, crate::authn::User) {
         name: "system:kflex-manager".to_owned(),
         uid: String::new(),
         groups: vec!["system:masters".to_owned()],
+        ..Default::default()
     };
     (token, user)
 }

@@ -631,3 +631,49 @@ fn delete_options_decode_in_any_group_version() {
         })
     );
 }
+
+#[test]
+fn token_requests_and_reviews_decode_as_their_json() {
+    use k8s_pb::api::authentication::v1 as pb_authn;
+    let request = pb_authn::TokenRequest {
+        metadata: pb_meta("robot"),
+        spec: Some(pb_authn::TokenRequestSpec {
+            audiences: vec!["vault".into()],
+            expiration_seconds: Some(1200),
+            bound_object_ref: Some(pb_authn::BoundObjectReference {
+                kind: Some("Pod".into()),
+                api_version: Some("v1".into()),
+                name: Some("worker".into()),
+                u_id: Some("u-1".into()),
+            }),
+        }),
+        status: None,
+    };
+    let as_json = decoded(&envelope_of(
+        "authentication.k8s.io/v1",
+        "TokenRequest",
+        &request,
+    ));
+    assert_eq!(
+        as_json["spec"],
+        json!({
+            "audiences": ["vault"],
+            "expirationSeconds": 1200,
+            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "worker", "uid": "u-1"},
+        })
+    );
+    let review = pb_authn::TokenReview {
+        metadata: pb_meta(""),
+        spec: Some(pb_authn::TokenReviewSpec {
+            token: Some("t".into()),
+            audiences: vec![],
+        }),
+        status: None,
+    };
+    let as_json = decoded(&envelope_of(
+        "authentication.k8s.io/v1",
+        "TokenReview",
+        &review,
+    ));
+    assert_eq!(as_json["spec"]["token"], "t");
+}
