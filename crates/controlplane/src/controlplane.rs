@@ -257,7 +257,9 @@ impl ControlPlane {
                 let mut response = Response::new(h::full(text));
                 response.headers_mut().insert(
                     http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                    http::HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
                 );
                 response
             }

@@ -120,33 +120,6 @@ pub fn accepts_json(accept: Option<&str>) -> bool {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn warnings_are_quoted_and_escaped_as_upstream_sends_them() {
-        let mut response = text(StatusCode::OK, "ok");
-        add_warnings(
-            &mut response,
-            &["unknown field \"spec.foo\"".into(), "back\\slash".into()],
-        );
-        let sent: Vec<&str> = response
-            .headers()
-            .get_all(http::header::WARNING)
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect();
-        assert_eq!(
-            sent,
-            [
-                r#"299 - "unknown field \"spec.foo\"""#,
-                r#"299 - "back\\slash""#
-            ]
-        );
-    }
-}
-
 /// `body`, holding `guard` until the body is dropped (the end of a streamed response).
 pub fn with_guard<G: Send + Sync + Unpin + 'static>(body: Body, guard: G) -> Body {
     http_body_util::BodyExt::boxed(Guarded {
@@ -177,5 +150,32 @@ impl<G: Unpin> hyper::body::Body for Guarded<G> {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_quoted_and_escaped_as_upstream_sends_them() {
+        let mut response = text(StatusCode::OK, "ok");
+        add_warnings(
+            &mut response,
+            &["unknown field \"spec.foo\"".into(), "back\\slash".into()],
+        );
+        let sent: Vec<&str> = response
+            .headers()
+            .get_all(http::header::WARNING)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                r#"299 - "unknown field \"spec.foo\"""#,
+                r#"299 - "back\\slash""#
+            ]
+        );
     }
 }

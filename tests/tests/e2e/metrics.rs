@@ -58,10 +58,7 @@ async fn metrics_carry_upstream_names_and_stay_within_their_control_plane() {
     let _ = configmaps.get("missing").await;
 
     let all = metrics(&host).await;
-    assert!(
-        all.contains("# TYPE apiserver_request counter"),
-        "{all}"
-    );
+    assert!(all.contains("# TYPE apiserver_request counter"), "{all}");
     assert!(all.contains("# TYPE apiserver_request_duration_seconds histogram"));
     let get = [
         "verb=\"GET\"",
