@@ -317,3 +317,123 @@ pub fn api_message(error: kube::Error) -> String {
         other => other.to_string(),
     }
 }
+
+/// Options of `kflex adopt`.
+#[derive(Debug, clap::Args)]
+pub struct AdoptArgs {
+    /// The control plane's name.
+    name: String,
+    /// The context of the cluster to adopt.
+    #[arg(long = "adopted-context", short = 'c')]
+    context: String,
+    /// The kubeconfig holding that context [default: the one kflex uses].
+    #[arg(long = "adopted-kubeconfig", short = 'a')]
+    adopted_kubeconfig: Option<PathBuf>,
+    /// The adopted cluster's API URL as kflex reaches it, when the context's differs.
+    #[arg(long = "url-override", short = 'u')]
+    url: Option<String>,
+    /// Lifetime of the token kflex mints there (renewed before it ends).
+    #[arg(long = "expiration-seconds", short = 'x', default_value_t = 31_536_000)]
+    expiration: i64,
+    /// The kubeconfig to use and update [default: $KUBECONFIG or ~/.kube/config].
+    #[arg(long, short = 'k')]
+    kubeconfig: Option<PathBuf>,
+}
+
+/// The namespace on the hosting API holding adoption bootstrap Secrets (KubeFlex's).
+const BOOTSTRAP_NAMESPACE: &str = "kubeflex-system";
+
+pub async fn adopt(args: AdoptArgs) -> anyhow::Result<()> {
+    let mut kubeconfig = Kubeconfig::load(args.kubeconfig.as_deref())?;
+    let adopted = match &args.adopted_kubeconfig {
+        Some(path) => Kubeconfig::load(Some(path))?,
+        None => Kubeconfig::load(args.kubeconfig.as_deref())?,
+    };
+    let context = adopted
+        .entry(Section::Contexts, &args.context)
+        .cloned()
+        .with_context(|| format!("context {} not found in the kubeconfig", args.context))?;
+    let cluster_name = context["context"]["cluster"].as_str().unwrap_or_default();
+    let user_name = context["context"]["user"].as_str().unwrap_or_default();
+    let mut cluster = adopted
+        .entry(Section::Clusters, cluster_name)
+        .cloned()
+        .with_context(|| {
+            format!(
+                "cluster {cluster_name} not found for context {}",
+                args.context
+            )
+        })?;
+    let user = adopted
+        .entry(Section::Users, user_name)
+        .cloned()
+        .with_context(|| format!("user {user_name} not found for context {}", args.context))?;
+    if let Some(url) = &args.url {
+        let valid = (url.starts_with("https://") || url.starts_with("http://"))
+            && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
+        if !valid {
+            bail!(
+                "invalid server endpoint {url}: give an http(s) URL with a host in --url-override"
+            );
+        }
+        cluster["cluster"]["server"] = json!(url);
+    }
+    let bootstrap = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [cluster], "users": [user],
+        "contexts": [{"name": args.context, "context": {"cluster": cluster_name, "user": user_name}}],
+        "current-context": args.context,
+    });
+    let (hosting, client) = hosting::resolve(&mut kubeconfig).await?;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let namespace = serde_json::from_value(json!({"metadata": {"name": BOOTSTRAP_NAMESPACE}}))?;
+    match namespaces.create(&PostParams::default(), &namespace).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => bail!(api_message(error)),
+    }
+    let secret_name = format!("{}-bootstrap", args.name);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": secret_name, "namespace": BOOTSTRAP_NAMESPACE},
+        "stringData": {api::KUBECONFIG_INCLUSTER_KEY: bootstrap.to_string()},
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), BOOTSTRAP_NAMESPACE)
+        .patch(
+            &secret_name,
+            &kube::api::PatchParams::apply("kflex").force(),
+            &kube::api::Patch::Apply(&secret),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(api_message(e)))?;
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": format!("{}/{}", api::GROUP, api::VERSION),
+        "kind": "ControlPlane",
+        "metadata": {"name": args.name},
+        "spec": {"type": "external", "tokenExpirationSeconds": args.expiration,
+                 "bootstrapSecretRef": {"namespace": BOOTSTRAP_NAMESPACE, "name": secret_name,
+                                        "inClusterKey": api::KUBECONFIG_INCLUSTER_KEY}},
+    }))?;
+    let control_planes = control_planes(&client);
+    step(
+        &format!("Adopting {} as control plane {}", args.context, args.name),
+        async {
+            control_planes
+                .create(&PostParams::default(), &object)
+                .await
+                .map_err(|e| anyhow::anyhow!(api_message(e)))
+        },
+    )
+    .await?;
+    let cp = step(
+        "Waiting for it to be ready",
+        wait_ready(&control_planes, &args.name),
+    )
+    .await?;
+    let loaded = load_context(&client, &mut kubeconfig, &args.name, &cp).await?;
+    kubeconfig.save()?;
+    println!(
+        "Control plane {} is ready: context {loaded} (hosting context: {hosting})",
+        args.name
+    );
+    Ok(())
+}

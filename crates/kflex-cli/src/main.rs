@@ -34,6 +34,8 @@ enum Command {
     Delete(controlplanes::DeleteArgs),
     /// List the control planes.
     List(controlplanes::ListArgs),
+    /// Adopt an existing cluster (a kubeconfig context) as an `external` control plane.
+    Adopt(controlplanes::AdoptArgs),
     /// Switch the kubeconfig context: to a control plane, or (no name) the hosting API.
     Ctx(ctx::CtxArgs),
     /// Print kflex's version, and the current context's server version.
@@ -58,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         Command::Create(args) => runtime.block_on(controlplanes::create(args)),
         Command::Delete(args) => runtime.block_on(controlplanes::delete(args)),
         Command::List(args) => runtime.block_on(controlplanes::list(args)),
+        Command::Adopt(args) => runtime.block_on(controlplanes::adopt(args)),
         Command::Ctx(args) => runtime.block_on(ctx::run(args)),
         Command::Version => runtime.block_on(version()),
     }

@@ -41,7 +41,7 @@ pub fn control_planes() -> kube::core::ApiResource {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ControlPlaneSpec {
-    /// `k8s` or `host` (the schema refuses the others).
+    /// `k8s`, `host` or `external` (the schema refuses the others).
     #[serde(rename = "type")]
     pub kind: ControlPlaneType,
     /// Where the data lives; `shared` when absent.
@@ -64,6 +64,8 @@ pub enum ControlPlaneType {
     K8s,
     /// The hosting API itself.
     Host,
+    /// An existing cluster, adopted from a bootstrap kubeconfig.
+    External,
 }
 
 /// Where a `k8s` control plane keeps its data.

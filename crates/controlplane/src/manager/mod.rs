@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod credentials;
+mod external;
 mod host;
 mod k8s;
 pub mod local_client;

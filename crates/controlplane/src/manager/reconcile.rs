@@ -5,7 +5,7 @@
 
 use super::api::{self, ControlPlaneSpec, ControlPlaneType};
 use super::credentials::{self, ContextNames};
-use super::{host, k8s, Context, ManagerError};
+use super::{external, host, k8s, Context, ManagerError};
 use crate::pki::CertifiedKey;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -59,10 +59,18 @@ pub(super) async fn reconcile(
             .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
             .await?;
     }
+    // An adopted cluster's token is renewed after this long.
+    let mut renew = None;
     let outcome = match spec_of(&cp) {
         Ok(spec) => match spec.kind {
             ControlPlaneType::K8s => k8s::ensure(&ctx, &name, &spec).await,
             ControlPlaneType::Host => host::ensure(&ctx, &name).await,
+            ControlPlaneType::External => external::ensure(&ctx, &name, &cp.data["spec"])
+                .await
+                .map(|(provisioned, after)| {
+                    renew = Some(after);
+                    provisioned
+                }),
         },
         Err(error) => Err(error),
     };
@@ -97,7 +105,7 @@ pub(super) async fn reconcile(
         }
         // Waiting for hook objects to become ready: look again shortly.
         Some(hooks) if !hooks.completed => Ok(Action::requeue(Duration::from_secs(5))),
-        _ => Ok(Action::await_change()),
+        _ => Ok(renew.map_or_else(Action::await_change, Action::requeue)),
     }
 }
 
@@ -189,6 +197,7 @@ async fn teardown(
 ) -> Result<(), ManagerError> {
     match spec.as_ref().map(|s| s.kind) {
         Some(ControlPlaneType::Host) => host::teardown(ctx, name).await?,
+        Some(ControlPlaneType::External) => external::teardown(ctx, name).await?,
         _ => k8s::teardown(ctx, name, spec.as_ref()).await?,
     }
     let namespace = api::namespace_of(name);
