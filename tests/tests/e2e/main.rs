@@ -6,6 +6,7 @@ mod cli;
 mod crd_rules;
 mod crds;
 mod custom_metadata;
+mod defaults;
 mod manager;
 mod openapi;
 mod patch;

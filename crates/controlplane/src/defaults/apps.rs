@@ -86,7 +86,7 @@ mod tests {
     fn defaulted_template() -> Value {
         json!({"metadata": {"labels": {"app": "a"}}, "spec": {
             "containers": [{"name": "c", "image": "nginx:1.25", "imagePullPolicy": "IfNotPresent",
-                "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"}],
+                "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File", "resources": {}}],
             "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
             "securityContext": {}, "schedulerName": "default-scheduler",
         }})

@@ -88,6 +88,8 @@ fn container(container: &mut Map<String, Value>) {
     or_set_str(container, "imagePullPolicy", policy);
     or_set_str(container, "terminationMessagePath", "/dev/termination-log");
     or_set_str(container, "terminationMessagePolicy", "File");
+    // Not a default but upstream's encoding of a container's (non-pointer) requirements.
+    or_set(container, "resources", json!({}));
     for port in each(container, "ports") {
         or_set_str(port, "protocol", "TCP");
     }
@@ -261,7 +263,7 @@ mod tests {
                     "name": "c", "image": "nginx",
                     "imagePullPolicy": "Always",
                     "terminationMessagePath": "/dev/termination-log",
-                    "terminationMessagePolicy": "File",
+                    "terminationMessagePolicy": "File", "resources": {},
                     "ports": [{"containerPort": 80, "protocol": "TCP"}],
                     "livenessProbe": {
                         "httpGet": {"port": 80, "path": "/", "scheme": "HTTP"},
@@ -273,7 +275,7 @@ mod tests {
                 "initContainers": [{
                     "name": "i", "image": "busybox:1.36", "imagePullPolicy": "Never",
                     "terminationMessagePath": "/dev/termination-log",
-                    "terminationMessagePolicy": "File",
+                    "terminationMessagePolicy": "File", "resources": {},
                 }],
                 "volumes": [
                     {"name": "a", "emptyDir": {}},
