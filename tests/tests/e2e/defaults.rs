@@ -311,6 +311,29 @@ async fn services_get_cluster_ips_and_node_ports() {
         "Service \"np2\" is invalid: spec.ports[0].nodePort: Invalid value: 30081: provided port is already allocated"
     );
 
+    // Turning the Service into a ClusterIP one gives its node ports back.
+    let plain = services
+        .patch(
+            "np",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"type": "ClusterIP"}})),
+        )
+        .await
+        .unwrap();
+    let spec = spec_of(&plain);
+    assert!(spec["ports"][1].get("nodePort").is_none(), "{spec}");
+    assert!(spec.get("externalTrafficPolicy").is_none(), "{spec}");
+    services
+        .create(
+            &pp,
+            &service(
+                "np2",
+                json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30081}]}),
+            ),
+        )
+        .await
+        .unwrap();
+
     // Concurrent creates never share an IP.
     let creates = (0..16).map(|i| {
         let services = services.clone();

@@ -1,11 +1,12 @@
 //! The smaller groups' defaults: RBAC role references and subjects, HorizontalPodAutoscaler
-//! metrics and scaling behaviour, StorageClasses and CSIDrivers, PriorityClasses and
-//! EndpointSlice ports.
+//! metrics and scaling behaviour, StorageClasses and CSIDrivers, PriorityClasses,
+//! EndpointSlice ports, admission webhooks and ValidatingAdmissionPolicies.
 
 use super::{child, each, existing, or_set, or_set_str};
 use serde_json::{json, Map, Value};
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+const ADMISSION_GROUP: &str = "admissionregistration.k8s.io";
 
 /// Applies the defaults of `group`'s `kind`.
 pub(super) fn on_write(group: &str, kind: &str, object: &mut Value) {
@@ -37,6 +38,27 @@ pub(super) fn on_write(group: &str, kind: &str, object: &mut Value) {
         ("scheduling.k8s.io", "PriorityClass") => {
             or_set(map, "preemptionPolicy", json!("PreemptLowerPriority"));
         }
+        (ADMISSION_GROUP, "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration") => {
+            let mutating = kind.starts_with("Mutating");
+            for webhook in each(map, "webhooks") {
+                self::webhook(webhook, mutating);
+            }
+        }
+        (ADMISSION_GROUP, "ValidatingAdmissionPolicy") => {
+            if let Some(spec) = existing(map, "spec") {
+                or_set(spec, "failurePolicy", json!("Fail"));
+                if let Some(constraints) = existing(spec, "matchConstraints") {
+                    match_resources(constraints);
+                }
+            }
+        }
+        (ADMISSION_GROUP, "ValidatingAdmissionPolicyBinding") => {
+            if let Some(resources) =
+                existing(map, "spec").and_then(|s| existing(s, "matchResources"))
+            {
+                match_resources(resources);
+            }
+        }
         ("discovery.k8s.io", "EndpointSlice") => {
             for port in each(map, "ports") {
                 or_set(port, "name", json!(""));
@@ -44,6 +66,37 @@ pub(super) fn on_write(group: &str, kind: &str, object: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+/// `SetDefaults_ValidatingWebhook`/`MutatingWebhook` with their rules' and service
+/// references' defaults.
+fn webhook(webhook: &mut Map<String, Value>, mutating: bool) {
+    or_set(webhook, "failurePolicy", json!("Fail"));
+    or_set(webhook, "matchPolicy", json!("Equivalent"));
+    or_set(webhook, "namespaceSelector", json!({}));
+    or_set(webhook, "objectSelector", json!({}));
+    or_set(webhook, "timeoutSeconds", json!(10));
+    if mutating {
+        or_set(webhook, "reinvocationPolicy", json!("Never"));
+    }
+    for rule in each(webhook, "rules") {
+        or_set(rule, "scope", json!("*"));
+    }
+    if let Some(service) = existing(webhook, "clientConfig").and_then(|c| existing(c, "service")) {
+        or_set(service, "port", json!(443));
+    }
+}
+
+/// `SetDefaults_MatchResources` and the scope of its rules.
+fn match_resources(resources: &mut Map<String, Value>) {
+    or_set(resources, "matchPolicy", json!("Equivalent"));
+    or_set(resources, "namespaceSelector", json!({}));
+    or_set(resources, "objectSelector", json!({}));
+    for list in ["resourceRules", "excludeResourceRules"] {
+        for rule in each(resources, list) {
+            or_set(rule, "scope", json!("*"));
+        }
     }
 }
 
@@ -103,6 +156,57 @@ fn autoscaler(spec: &mut Map<String, Value>) {
 mod tests {
     use crate::defaults::{on_write, test_support::def};
     use serde_json::json;
+
+    #[test]
+    fn webhook_and_policy_defaults() {
+        let mut config = json!({"webhooks": [{"name": "w.example.com", "sideEffects": "None",
+            "admissionReviewVersions": ["v1"], "clientConfig": {"service": {"namespace": "n", "name": "s"}},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]}]});
+        on_write(
+            &def(
+                "admissionregistration.k8s.io",
+                "v1",
+                "mutatingwebhookconfigurations",
+            ),
+            &mut config,
+        );
+        assert_eq!(
+            config["webhooks"][0],
+            json!({"name": "w.example.com", "sideEffects": "None",
+            "admissionReviewVersions": ["v1"], "clientConfig": {"service": {"namespace": "n", "name": "s", "port": 443}},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "*"}],
+            "failurePolicy": "Fail", "matchPolicy": "Equivalent", "namespaceSelector": {}, "objectSelector": {},
+            "timeoutSeconds": 10, "reinvocationPolicy": "Never"})
+        );
+        let mut validating = json!({"webhooks": [{"name": "v"}]});
+        on_write(
+            &def(
+                "admissionregistration.k8s.io",
+                "v1",
+                "validatingwebhookconfigurations",
+            ),
+            &mut validating,
+        );
+        assert!(validating["webhooks"][0]
+            .get("reinvocationPolicy")
+            .is_none());
+        let mut policy =
+            json!({"spec": {"matchConstraints": {"resourceRules": [{"operations": ["*"]}]}}});
+        on_write(
+            &def(
+                "admissionregistration.k8s.io",
+                "v1",
+                "validatingadmissionpolicies",
+            ),
+            &mut policy,
+        );
+        assert_eq!(
+            policy,
+            json!({"spec": {"failurePolicy": "Fail", "matchConstraints": {
+            "resourceRules": [{"operations": ["*"], "scope": "*"}], "matchPolicy": "Equivalent",
+            "namespaceSelector": {}, "objectSelector": {}}}})
+        );
+    }
 
     #[test]
     fn rbac_groups_are_filled_in() {

@@ -321,10 +321,43 @@ async fn allocate_into(
         }
     }
     if let Some(old) = old {
+        drop_traffic_policies(old, service);
         let now = held(service);
         allocation.released = held(old).into_iter().filter(|t| !now.contains(t)).collect();
     }
     Ok(())
+}
+
+/// Upstream's `dropTypeDependentFields` for traffic policies: a type that no longer uses
+/// them loses the ones the old type had.
+fn drop_traffic_policies(old: &Value, service: &mut Value) {
+    let externally_accessible = |s: &Value| {
+        let external_ips = spec(s)
+            .and_then(|s| s.get("externalIPs"))
+            .and_then(Value::as_array)
+            .is_some_and(|ips| !ips.is_empty());
+        match service_type(s) {
+            "NodePort" | "LoadBalancer" => true,
+            "ClusterIP" => external_ips,
+            _ => false,
+        }
+    };
+    let internal = |s: &Value| service_type(s) != "ExternalName";
+    let mut drop = Vec::new();
+    if externally_accessible(old) && !externally_accessible(service) {
+        drop.push("externalTrafficPolicy");
+    }
+    if internal(old) && !internal(service) {
+        drop.push("internalTrafficPolicy");
+    }
+    let old_spec = spec_of(old);
+    if let Some(spec) = service["spec"].as_object_mut() {
+        for field in drop {
+            if spec.get(field) == old_spec.get(field) {
+                spec.remove(field);
+            }
+        }
+    }
 }
 
 /// Upstream's `patchAllocatedValues` and `validateUpgradeDowngradeClusterIPs`: an update
@@ -801,8 +834,10 @@ mod tests {
             .settle(&store, true)
             .await;
         assert!(plain["spec"]["ports"][0].get("nodePort").is_none());
+        assert!(plain["spec"].get("externalTrafficPolicy").is_none());
         assert_eq!(store.count(ALLOCATIONS.as_bytes()).await.unwrap().0, 1);
         // To ExternalName: everything is given back.
+        plain["spec"]["internalTrafficPolicy"] = json!("Cluster");
         let mut ext = plain.clone();
         ext["spec"]["type"] = json!("ExternalName");
         allocate(&store, Some(&plain), &mut ext, false)
@@ -811,6 +846,7 @@ mod tests {
             .settle(&store, true)
             .await;
         assert!(ext["spec"].get("clusterIP").is_none());
+        assert!(ext["spec"].get("internalTrafficPolicy").is_none());
         assert_eq!(store.count(ALLOCATIONS.as_bytes()).await.unwrap().0, 0);
     }
 
