@@ -320,6 +320,7 @@ async fn allocate_into(
             }
         }
     }
+    assign_health_check(store, old, service, name, dry_run, allocation).await?;
     if let Some(old) = old {
         drop_traffic_policies(old, service);
         let now = held(service);
@@ -366,9 +367,9 @@ fn keep_cluster_ip(old: &Value, service: &mut Value, name: &str) -> Result<(), A
     let Some(old_ip) = cluster_ip(old) else {
         return Ok(());
     };
-    let spec = service["spec"]
-        .as_object_mut()
-        .expect("checked by allocate");
+    let Some(spec) = service["spec"].as_object_mut() else {
+        return Ok(());
+    };
     let sent_ip = spec.get("clusterIP").and_then(Value::as_str).unwrap_or("");
     let sent_ips = spec.get("clusterIPs").and_then(Value::as_array);
     let first = sent_ips
@@ -474,9 +475,9 @@ async fn assign_cluster_ip(
             ip
         }
     };
-    let spec = service["spec"]
-        .as_object_mut()
-        .expect("checked by allocate");
+    let Some(spec) = service["spec"].as_object_mut() else {
+        return Ok(());
+    };
     spec.insert("clusterIP".into(), json!(ip));
     spec.insert("clusterIPs".into(), json!([ip]));
     Ok(())
@@ -486,9 +487,9 @@ async fn assign_cluster_ip(
 /// `SingleStack`, except that a headless Service without a selector asks for both
 /// families; dual-stack requests for a cluster IP are refused.
 fn families(service: &mut Value, name: &str) -> Result<(), ApiError> {
-    let spec = service["spec"]
-        .as_object_mut()
-        .expect("checked by allocate");
+    let Some(spec) = service["spec"].as_object_mut() else {
+        return Ok(());
+    };
     let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
     let selector = spec
         .get("selector")
@@ -569,57 +570,129 @@ async fn assign_node_ports(
     dry_run: bool,
     allocation: &mut Allocation,
 ) -> Result<(), ApiError> {
-    let held_before: Vec<u32> = old
-        .filter(|o| wants_node_ports(o))
-        .map(node_ports)
-        .unwrap_or_default();
+    let held_before = old.map(node_ports).unwrap_or_default();
     let count = service["spec"]
         .get("ports")
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
     for index in 0..count {
         let requested = port_number(&service["spec"]["ports"][index], "nodePort");
-        let mine = |p: u32, a: &Allocation| {
-            held_before.contains(&p)
-                || a.taken
-                    .iter()
-                    .any(|t| t.pool == Pool::NodePort && t.value == p)
-        };
-        if requested != 0 {
-            if mine(requested, allocation) {
-                continue;
-            }
-            let field = format!("spec.ports[{index}].nodePort");
-            if !NODE_PORTS.contains(&requested) {
-                return Err(invalid(
-                    name,
-                    &field,
-                    format!(
-                        "Invalid value: {requested}: provided port is not in the valid range. The range of valid ports is {}-{}",
-                        NODE_PORTS.start(),
-                        NODE_PORTS.end()
-                    ),
-                ));
-            }
-            let taken = Taken {
-                pool: Pool::NodePort,
-                value: requested,
-            };
-            if !take(store, &taken, &allocation.owner, dry_run).await? {
-                return Err(invalid(
-                    name,
-                    &field,
-                    format!("Invalid value: {requested}: provided port is already allocated"),
-                ));
-            }
-            allocation.taken.push(taken);
-        } else {
-            let taken = take_any(store, Pool::NodePort, &allocation.owner, dry_run).await?;
-            service["spec"]["ports"][index]["nodePort"] = json!(taken.value);
-            allocation.taken.push(taken);
-        }
+        let field = format!("spec.ports[{index}].nodePort");
+        let port = take_node_port(
+            store,
+            &held_before,
+            requested,
+            name,
+            &field,
+            dry_run,
+            allocation,
+        )
+        .await?;
+        service["spec"]["ports"][index]["nodePort"] = json!(port);
     }
     Ok(())
+}
+
+/// Whether a Service needs a health check node port: a `LoadBalancer` with the `Local`
+/// external traffic policy.
+fn wants_health_check(service: &Value) -> bool {
+    service_type(service) == "LoadBalancer"
+        && spec(service)
+            .and_then(|s| s.get("externalTrafficPolicy"))
+            .and_then(Value::as_str)
+            == Some("Local")
+}
+
+/// Upstream's health check node port: kept on update, taken when first needed (the
+/// requested one or a free one), dropped when no longer needed.
+async fn assign_health_check(
+    store: &dyn Store,
+    old: Option<&Value>,
+    service: &mut Value,
+    name: &str,
+    dry_run: bool,
+    allocation: &mut Allocation,
+) -> Result<(), ApiError> {
+    let old_port = old
+        .and_then(|o| spec(o)?.get("healthCheckNodePort")?.as_u64())
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or(0);
+    let Some(spec) = service["spec"].as_object_mut() else {
+        return Ok(());
+    };
+    let requested = spec
+        .get("healthCheckNodePort")
+        .and_then(Value::as_u64)
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or(0);
+    if !wants_health_check(service) {
+        if requested == old_port {
+            if let Some(spec) = service["spec"].as_object_mut() {
+                spec.remove("healthCheckNodePort");
+            }
+        }
+        return Ok(());
+    }
+    let requested = if requested == 0 { old_port } else { requested };
+    let held_before = old.map(node_ports).unwrap_or_default();
+    let port = take_node_port(
+        store,
+        &held_before,
+        requested,
+        name,
+        "spec.healthCheckNodePort",
+        dry_run,
+        allocation,
+    )
+    .await?;
+    service["spec"]["healthCheckNodePort"] = json!(port);
+    Ok(())
+}
+
+/// A node port for `field`: `requested` (kept when the Service holds it already, else
+/// taken if in range and free) or, for 0, a free one.
+async fn take_node_port(
+    store: &dyn Store,
+    held_before: &[u32],
+    requested: u32,
+    name: &str,
+    field: &str,
+    dry_run: bool,
+    allocation: &mut Allocation,
+) -> Result<u32, ApiError> {
+    if requested == 0 {
+        let taken = take_any(store, Pool::NodePort, &allocation.owner, dry_run).await?;
+        let port = taken.value;
+        allocation.taken.push(taken);
+        return Ok(port);
+    }
+    let taken = Taken {
+        pool: Pool::NodePort,
+        value: requested,
+    };
+    if held_before.contains(&requested) || allocation.taken.contains(&taken) {
+        return Ok(requested);
+    }
+    if !NODE_PORTS.contains(&requested) {
+        return Err(invalid(
+            name,
+            field,
+            format!(
+                "Invalid value: {requested}: provided port is not in the valid range. The range of valid ports is {}-{}",
+                NODE_PORTS.start(),
+                NODE_PORTS.end()
+            ),
+        ));
+    }
+    if !take(store, &taken, &allocation.owner, dry_run).await? {
+        return Err(invalid(
+            name,
+            field,
+            format!("Invalid value: {requested}: provided port is already allocated"),
+        ));
+    }
+    allocation.taken.push(taken);
+    Ok(requested)
 }
 
 /// Takes one value for `owner` (on a dry run, only checks it is free). `false` when it is
@@ -848,6 +921,34 @@ mod tests {
         assert!(ext["spec"].get("clusterIP").is_none());
         assert!(ext["spec"].get("internalTrafficPolicy").is_none());
         assert_eq!(store.count(ALLOCATIONS.as_bytes()).await.unwrap().0, 0);
+    }
+
+    #[tokio::test]
+    async fn load_balancers_with_local_traffic_get_a_health_check_port() {
+        let (_dir, store) = store().await;
+        let mut lb = service(
+            "lb",
+            json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+            "allocateLoadBalancerNodePorts": false, "ports": [{"port": 80}]}),
+        );
+        allocate(&store, None, &mut lb, false)
+            .await
+            .unwrap()
+            .settle(&store, true)
+            .await;
+        let health = lb["spec"]["healthCheckNodePort"].as_u64().unwrap();
+        assert!((30000..=32767).contains(&health));
+        assert!(lb["spec"]["ports"][0].get("nodePort").is_none());
+        assert_eq!(store.count(ALLOCATIONS.as_bytes()).await.unwrap().0, 2);
+        let mut cluster = lb.clone();
+        cluster["spec"]["externalTrafficPolicy"] = json!("Cluster");
+        allocate(&store, Some(&lb), &mut cluster, false)
+            .await
+            .unwrap()
+            .settle(&store, true)
+            .await;
+        assert!(cluster["spec"].get("healthCheckNodePort").is_none());
+        assert_eq!(store.count(ALLOCATIONS.as_bytes()).await.unwrap().0, 1);
     }
 
     #[tokio::test]
