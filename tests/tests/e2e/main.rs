@@ -7,6 +7,7 @@ mod cli_workflow;
 mod crd_rules;
 mod crds;
 mod custom_metadata;
+mod defaults;
 mod hooks;
 mod manager;
 mod metrics;

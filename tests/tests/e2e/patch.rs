@@ -70,12 +70,15 @@ async fn kube_rs_strategic_patch_merges_lists_by_key() {
         .await
         .unwrap();
     // Without `$setElementOrder`, upstream puts new items before the live ones that come
-    // after no patched item: port 443 lands first, env C after the patched B.
+    // after no patched item: port 443 lands first, env C after the patched B. The pull
+    // policy defaulted at creation stays; the new port gets its default protocol.
     assert_eq!(
         containers(&patched),
         json!([{"name": "app", "image": "app:2",
                 "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "two"}, {"name": "C", "value": "3"}],
-                "ports": [{"containerPort": 443}, {"containerPort": 80}]}])
+                "ports": [{"containerPort": 443, "protocol": "TCP"}, {"containerPort": 80, "protocol": "TCP"}],
+                "imagePullPolicy": "IfNotPresent", "resources": {},
+                "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"}])
     );
     assert_eq!(
         patched.metadata.generation,

@@ -222,6 +222,30 @@ fn comparable(object: &str, name: &str) -> Value {
         meta.remove(field);
     }
     drop_nulls(&mut object);
+    // What the server allocates (cluster IPs, node ports) or derives from the uid (a Job's
+    // controller-uid labels) differs from object to object.
+    for path in [
+        "/spec/selector/matchLabels",
+        "/spec/template/metadata/labels",
+    ] {
+        if let Some(labels) = object.pointer_mut(path).and_then(Value::as_object_mut) {
+            labels.retain(|key, _| !key.ends_with("controller-uid"));
+        }
+    }
+    if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.remove("clusterIP");
+        spec.remove("clusterIPs");
+        for port in spec
+            .get_mut("ports")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(port) = port.as_object_mut() {
+                port.remove("nodePort");
+            }
+        }
+    }
     object
 }
 

@@ -5,6 +5,7 @@ use super::write::{
     admit, check_type, place_in_namespace, prepare_for_create, respond, write_with_retries,
 };
 use super::Call;
+use crate::defaults::services;
 use crate::http::{json, Body};
 use crate::object::{self, meta_str, metadata_mut};
 use crate::patch::managed::{self, Manager};
@@ -185,20 +186,22 @@ async fn create(call: &Call<'_>, object: &mut Value) -> Result<Option<Value>, Ap
     object::validate_name(call.name(), label_only).map_err(|cause| {
         ApiError::invalid(&call.def.group, &call.def.kind, call.name(), vec![cause])
     })?;
-    if call.dry_run()? {
+    let store = call.cp.store().as_ref();
+    let dry_run = call.dry_run()?;
+    let allocation = services::on_write(store, &call.def, None, object, dry_run).await?;
+    if dry_run {
         return Ok(Some(object.clone()));
     }
     let key = call.key();
-    match call
-        .cp
-        .store()
+    let created = store
         .create(
             key.as_bytes(),
             super::encode(object),
             call.def.time_to_live(),
         )
-        .await
-    {
+        .await;
+    allocation.settle(store, created.is_ok()).await;
+    match created {
         Ok(revision) => {
             object::set_resource_version(object, revision);
             crate::crd::after_write(call.cp, &call.def, object).await;

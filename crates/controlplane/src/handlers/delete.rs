@@ -153,7 +153,10 @@ pub(super) async fn delete_object(
                 return Ok(object);
             }
             match store.delete(key.as_bytes(), Some(kv.mod_revision)).await {
-                Ok(_) => return Ok(object),
+                Ok(_) => {
+                    crate::defaults::services::on_delete(&**store, &call.def, &object).await;
+                    return Ok(object);
+                }
                 Err(StoreError::Conflict {
                     current: Some(_), ..
                 }) => continue,

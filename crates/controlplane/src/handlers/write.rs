@@ -2,6 +2,7 @@
 //! optimistic concurrency, status-subresource rules and generation counting.
 
 use super::{decode, encode, Call};
+use crate::defaults::services;
 use crate::fieldvalidation::{Directive, FieldProblem, FieldProblems};
 use crate::http::{json, Body};
 use crate::object::{self, meta_str, metadata_mut};
@@ -134,6 +135,21 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     admit(call, None, &mut object)?;
     super::apply::track_update(call, None, &mut object);
     let dry_run = call.dry_run()?;
+    let store = call.cp.store().as_ref();
+    let allocation = services::on_write(store, &call.def, None, &mut object, dry_run).await?;
+    let created = insert(call, &mut object, &name, &generate, dry_run).await;
+    allocation.settle(store, created.is_ok()).await;
+    created
+}
+
+/// Stores a new object, trying generated names again after collisions.
+async fn insert(
+    call: &Call<'_>,
+    object: &mut Value,
+    name: &str,
+    generate: &str,
+    dry_run: bool,
+) -> Result<Response<Body>, ApiError> {
     let attempts = if name.is_empty() {
         GENERATE_NAME_ATTEMPTS
     } else {
@@ -141,14 +157,14 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     };
     for attempt in 1..=attempts {
         let name = if name.is_empty() {
-            object::generate_name(&generate)
+            object::generate_name(generate)
         } else {
-            name.clone()
+            name.to_owned()
         };
         let label_only = call.def.group.is_empty() && call.def.plural == "namespaces";
         object::validate_name(&name, label_only)
             .map_err(|cause| invalid(call, &name, vec![cause]))?;
-        metadata_mut(&mut object).insert("name".into(), json!(name));
+        metadata_mut(object).insert("name".into(), json!(name));
         let key = call.def.key(call.namespace(), &name);
         if dry_run {
             let (existing, _) = call
@@ -160,18 +176,18 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
             if existing.is_some() {
                 return Err(ApiError::already_exists(&call.def.group_resource(), &name));
             }
-            return Ok(json(StatusCode::CREATED, &object));
+            return Ok(json(StatusCode::CREATED, &*object));
         }
         match call
             .cp
             .store()
-            .create(key.as_bytes(), encode(&object), call.def.time_to_live())
+            .create(key.as_bytes(), encode(object), call.def.time_to_live())
             .await
         {
             Ok(revision) => {
-                object::set_resource_version(&mut object, revision);
-                crate::crd::after_write(call.cp, &call.def, &object).await;
-                return Ok(json(StatusCode::CREATED, &object));
+                object::set_resource_version(object, revision);
+                crate::crd::after_write(call.cp, &call.def, object).await;
+                return Ok(json(StatusCode::CREATED, &*object));
             }
             Err(StoreError::AlreadyExists { .. }) if attempt < attempts => continue,
             Err(StoreError::AlreadyExists { .. }) => {
@@ -186,7 +202,7 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
             }
         }
     }
-    Err(ApiError::already_exists(&call.def.group_resource(), &name))
+    Err(ApiError::already_exists(&call.def.group_resource(), name))
 }
 
 /// The server-set fields of a new object; client-sent values of them are ignored.
@@ -389,11 +405,12 @@ pub(super) async fn write_with_retries(
         crate::defaults::on_write(&call.def, &mut updated);
         admit(call, Some(&current), &mut updated)?;
         super::apply::track_update(call, Some(&current), &mut updated);
-        if same_object(&current, &updated) {
-            return Ok(current);
-        }
-        if dry_run {
-            return Ok(updated);
+        let allocation =
+            services::on_write(&**store, &call.def, Some(&current), &mut updated, dry_run).await?;
+        let same = same_object(&current, &updated);
+        if same || dry_run {
+            allocation.settle(&**store, false).await;
+            return Ok(if same { current } else { updated });
         }
         let deleting = meta_str(&updated, "deletionTimestamp").is_some()
             && object::finalizers(&updated).is_empty()
@@ -413,6 +430,10 @@ pub(super) async fn write_with_retries(
                 )
                 .await
         };
+        allocation.settle(&**store, written.is_ok()).await;
+        if deleting && written.is_ok() {
+            services::on_delete(&**store, &call.def, &updated).await;
+        }
         match written {
             Ok(revision) => {
                 object::set_resource_version(&mut updated, revision);
