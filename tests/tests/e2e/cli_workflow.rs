@@ -175,3 +175,92 @@ async fn bad_input_gets_clear_errors() {
         "clusters: [unclosed\n"
     );
 }
+
+#[tokio::test]
+async fn adopt_an_existing_cluster_as_an_external_control_plane() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path().join("config");
+    let _server = KflexServer::up(tempfile::tempdir().unwrap(), &path);
+    let kubeconfig = path.to_str().unwrap().to_owned();
+    // The cluster to adopt: a kflex tenant, reached through its own context.
+    ok(kflex(&kubeconfig, &["create", "real"]));
+    ok(kflex(&kubeconfig, &["ctx"]));
+    let out = ok(kflex(
+        &kubeconfig,
+        &["adopt", "ext", "--adopted-context", "real", "-x", "3600"],
+    ));
+    assert!(out.contains("Control plane ext is ready"), "{out}");
+
+    // The adopted context authenticates with the minted ServiceAccount token.
+    let config = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let options = kube::config::KubeConfigOptions {
+        context: Some("ext".into()),
+        ..Default::default()
+    };
+    let ext = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(config, &options)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let review: k8s_openapi::api::authentication::v1::SelfSubjectReview = ext
+        .request(
+            http::Request::post("/apis/authentication.k8s.io/v1/selfsubjectreviews")
+                .header("content-type", "application/json")
+                .body(
+                    br#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#
+                        .to_vec(),
+                )
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let user = review.status.unwrap().user_info.unwrap();
+    assert_eq!(
+        user.username.as_deref(),
+        Some("system:serviceaccount:kube-system:kubeflex")
+    );
+    assert!(crate::support::namespace_names(&ext)
+        .await
+        .contains(&"kube-system".to_owned()));
+    let list = ok(kflex(&kubeconfig, &["list"]));
+    assert!(
+        list.lines().any(|l| l
+            .split_whitespace()
+            .take(4)
+            .eq(["ext", "True", "True", "external"])),
+        "{list}"
+    );
+
+    // Deleting the external control plane removes what kflex made in the adopted cluster.
+    ok(kflex(&kubeconfig, &["delete", "ext"]));
+    let config = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let options = kube::config::KubeConfigOptions {
+        context: Some("real".into()),
+        ..Default::default()
+    };
+    let real = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(config, &options)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let accounts: kube::Api<ServiceAccount> = kube::Api::namespaced(real, "kube-system");
+    assert!(accounts.get_opt("kubeflex").await.unwrap().is_none());
+
+    let out = kflex(&kubeconfig, &["adopt", "bad", "--adopted-context", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("context nope not found"));
+    let out = kflex(
+        &kubeconfig,
+        &[
+            "adopt",
+            "bad",
+            "--adopted-context",
+            "real",
+            "-u",
+            "not a url",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid server endpoint"));
+}

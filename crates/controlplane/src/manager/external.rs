@@ -2,9 +2,11 @@
 //! (`spec.bootstrapSecretRef`). kflex makes ServiceAccount `kube-system/kubeflex` there,
 //! bound to `cluster-admin` by ClusterRoleBinding `kubeflex-clusterrolebinding`, mints it a
 //! token of `spec.tokenExpirationSeconds` with TokenRequest, and stores a kubeconfig with
-//! it. The token is renewed (with itself) when two thirds of its life have passed; the
-//! bootstrap Secret is deleted once used, as KubeFlex does. Deletion removes the
-//! ServiceAccount and the binding from the adopted cluster.
+//! it. The token is renewed (with itself) when two thirds of its life have passed. The
+//! bootstrap Secret is moved into `<cp>-system` (`bootstrap-kubeconfig`) once used: the
+//! minted token cannot remove its own ServiceAccount and binding (each removal revokes the
+//! permission the other needs), so deletion uses the bootstrap credentials, and without
+//! them removes what the token still may, never hanging on what it may not.
 
 use super::api;
 use super::reconcile::{delete_if_present, ensure_namespace, Provisioned};
@@ -21,6 +23,8 @@ const SA_NAMESPACE: &str = "kube-system";
 const BINDING: &str = "kubeflex-clusterrolebinding";
 /// The annotation on the kubeconfig Secret recording when its token expires (RFC 3339).
 const EXPIRES: &str = "kflex.kubestellar.org/token-expiration";
+/// Where the bootstrap kubeconfig is kept, in `<cp>-system`, for the teardown.
+const BOOTSTRAP_SECRET: &str = "bootstrap-kubeconfig";
 
 /// Adopts the cluster; returns where the kubeconfig is and when to renew its token.
 pub(super) async fn ensure(
@@ -121,24 +125,57 @@ pub(super) async fn ensure(
         )
         .await?;
     if let Some((bootstrap, secret_name)) = bootstrap {
+        let kept: Secret = serde_json::from_value(json!({
+            "metadata": {"name": BOOTSTRAP_SECRET, "namespace": namespace},
+            "stringData": {api::KUBECONFIG_INCLUSTER_KEY: kubeconfig},
+        }))
+        .map_err(invalid)?;
+        secrets
+            .patch(
+                BOOTSTRAP_SECRET,
+                &PatchParams::apply("kflex-manager").force(),
+                &Patch::Apply(&kept),
+            )
+            .await?;
         delete_if_present(&bootstrap, &secret_name).await?;
     }
     Ok((provisioned(namespace), renew_at(expires)))
 }
 
-/// Removes what kflex made on the adopted cluster (with the stored credentials).
+/// Removes what kflex made on the adopted cluster, with the bootstrap credentials when
+/// kept; a removal the credentials may not make is logged and skipped.
 pub(super) async fn teardown(ctx: &Context, name: &str) -> Result<(), ManagerError> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &api::namespace_of(name));
-    let Some(secret) = secrets.get_opt(api::KUBECONFIG_SECRET).await? else {
+    let mut credentials = None;
+    for secret in [BOOTSTRAP_SECRET, api::KUBECONFIG_SECRET] {
+        if let Some(found) = secrets.get_opt(secret).await? {
+            credentials = Some(found);
+            break;
+        }
+    }
+    let Some(secret) = credentials else {
         return Ok(());
     };
     let (adopted, _) = remote(&secret_text(&secret, api::KUBECONFIG_INCLUSTER_KEY)?).await?;
-    delete_if_present(&Api::<ClusterRoleBinding>::all(adopted.clone()), BINDING).await?;
-    delete_if_present(
-        &Api::<ServiceAccount>::namespaced(adopted, SA_NAMESPACE),
-        SERVICE_ACCOUNT,
-    )
-    .await
+    let removals = [
+        delete_if_present(&Api::<ClusterRoleBinding>::all(adopted.clone()), BINDING).await,
+        delete_if_present(
+            &Api::<ServiceAccount>::namespaced(adopted, SA_NAMESPACE),
+            SERVICE_ACCOUNT,
+        )
+        .await,
+    ];
+    for removal in removals {
+        match removal {
+            Err(ManagerError::Api(kube::Error::Api(status)))
+                if matches!(status.code, 401 | 403) =>
+            {
+                tracing::warn!(control_plane = name, error = %status.message, "left on the adopted cluster");
+            }
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 fn provisioned(namespace: String) -> Provisioned {
