@@ -231,7 +231,12 @@ async fn main() {
     println!("|---|---|---|---|---|---|");
     shared("shared: embedded SQLite", count, None).await;
     if let Ok(url) = std::env::var(kflex_e2e::POSTGRES_URL_ENV) {
-        let server = PostgresServer::connect(&url, PostgresOptions::default())
+        // As `kflex serve --postgres-url` runs it: 8 spare stores.
+        let options = PostgresOptions {
+            spare_stores: 8,
+            ..PostgresOptions::default()
+        };
+        let server = PostgresServer::connect(&url, options)
             .await
             .expect("the benchmark PostgreSQL");
         shared("shared: PostgreSQL", count, Some(server)).await;

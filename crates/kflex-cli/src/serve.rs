@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// without it, `shared` control planes get embedded SQLite files.
     #[arg(long, env = "KFLEX_POSTGRES_URL")]
     postgres_url: Option<String>,
+    /// Empty stores kept ready on the shared PostgreSQL, so creating a control plane skips
+    /// the schema DDL.
+    #[arg(long, env = "KFLEX_SPARE_STORES", default_value_t = 8)]
+    spare_stores: usize,
     /// The etcd binary for backend `dedicated`.
     #[arg(long, env = "KFLEX_ETCD_BIN", default_value = "etcd")]
     etcd_bin: PathBuf,
@@ -104,9 +108,15 @@ pub async fn run(args: ServeArgs, user_kubeconfig: bool) -> anyhow::Result<()> {
 
     let postgres = match &args.postgres_url {
         Some(dsn) => Some(
-            PostgresServer::connect(dsn, PostgresOptions::default())
-                .await
-                .context("connecting to the shared PostgreSQL server")?,
+            PostgresServer::connect(
+                dsn,
+                PostgresOptions {
+                    spare_stores: args.spare_stores,
+                    ..PostgresOptions::default()
+                },
+            )
+            .await
+            .context("connecting to the shared PostgreSQL server")?,
         ),
         None => None,
     };

@@ -8,15 +8,19 @@ use crate::selector::LabelSelector;
 use crate::status::ApiError;
 use serde_json::Value;
 
-/// Passes over the aggregated roles before giving up on a cycle of aggregations that
-/// feed one another (each pass propagates one level: view → edit → admin).
-const MAX_PASSES: usize = 8;
+/// Rounds of propagation in memory before giving up on a cycle of aggregations that feed
+/// one another (each round propagates one level: view → edit → admin).
+const MAX_ROUNDS: usize = 8;
+/// Attempts when another writer changes a role between the read and the writes.
+const MAX_ATTEMPTS: usize = 8;
 
 /// Brings the rules of every aggregated ClusterRole up to date with the roles its
-/// selectors match; roles already current are not written.
+/// selectors match: the rules are settled in memory, then the roles that changed are
+/// written at once (so the store commits them together); roles already current are not
+/// written.
 pub async fn aggregate(cp: &ControlPlane) -> Result<(), ApiError> {
     let def = cp.builtin("rbac.authorization.k8s.io", "v1", "clusterroles")?;
-    for _ in 0..MAX_PASSES {
+    for _ in 0..MAX_ATTEMPTS {
         let response = cp
             .store()
             .range(kflex_storage_backends::RangeRequest {
@@ -25,38 +29,61 @@ pub async fn aggregate(cp: &ControlPlane) -> Result<(), ApiError> {
             })
             .await
             .map_err(|e| crate::status::from_store(e, &def.group_resource(), ""))?;
-        let roles: Vec<(Value, i64)> = response
+        let stored: Vec<(Value, i64)> = response
             .kvs
             .iter()
             .filter_map(|kv| Some((serde_json::from_slice(&kv.value).ok()?, kv.mod_revision)))
             .collect();
-        let mut changed = false;
-        for (role, revision) in &roles {
-            let Some(selectors) = role["aggregationRule"]["clusterRoleSelectors"].as_array() else {
-                continue;
-            };
-            let name = crate::object::meta_str(role, "name").unwrap_or_default();
-            let rules = aggregated_rules(name, selectors, &roles);
-            if role["rules"].as_array() == Some(&rules) {
-                continue;
+        let mut settled = stored.clone();
+        for _ in 0..MAX_ROUNDS {
+            let mut changed = false;
+            for i in 0..settled.len() {
+                let Some(selectors) = settled[i].0["aggregationRule"]["clusterRoleSelectors"]
+                    .as_array()
+                    .cloned()
+                else {
+                    continue;
+                };
+                let name = crate::object::meta_str(&settled[i].0, "name")
+                    .unwrap_or_default()
+                    .to_owned();
+                let rules = aggregated_rules(&name, &selectors, &settled);
+                if settled[i].0["rules"].as_array() != Some(&rules) {
+                    settled[i].0["rules"] = Value::Array(rules);
+                    changed = true;
+                }
             }
-            let mut updated = role.clone();
-            updated["rules"] = Value::Array(rules);
-            match cp
-                .store()
-                .update(
-                    def.key(None, name).as_bytes(),
-                    crate::handlers::encode(&updated),
-                    *revision,
-                    None,
-                )
-                .await
-            {
-                Ok(_) | Err(kflex_storage_backends::StoreError::Conflict { .. }) => changed = true,
-                Err(e) => return Err(crate::status::from_store(e, &def.group_resource(), name)),
+            if !changed {
+                break;
             }
         }
-        if !changed {
+        let writes = stored
+            .iter()
+            .zip(&settled)
+            .filter(|((old, _), (new, _))| old != new)
+            .map(|(_, (role, revision))| {
+                let name = crate::object::meta_str(role, "name").unwrap_or_default();
+                let key = def.key(None, name);
+                async move {
+                    cp.store()
+                        .update(
+                            key.as_bytes(),
+                            crate::handlers::encode(role),
+                            *revision,
+                            None,
+                        )
+                        .await
+                }
+            });
+        let mut raced = false;
+        for result in futures::future::join_all(writes).await {
+            match result {
+                Ok(_) => {}
+                Err(kflex_storage_backends::StoreError::Conflict { .. }) => raced = true,
+                Err(e) => return Err(crate::status::from_store(e, &def.group_resource(), "")),
+            }
+        }
+        if !raced {
             break;
         }
     }

@@ -20,8 +20,19 @@ const CREATE_CATALOG: &[&str] = &[
     "CREATE SEQUENCE IF NOT EXISTS kflex_catalog.store_numbers",
 ];
 
-/// Checks a store name: non-empty, at most 253 bytes, no NUL (PostgreSQL text cannot hold it).
+/// The name prefix of spare stores, made ahead of need so that creating a store only
+/// renames one; reserved (a caller's name may not start with it).
+pub(super) const SPARE_PREFIX: &str = "kflex:spare:";
+
+/// Checks a store name: non-empty, at most 253 bytes, no NUL (PostgreSQL text cannot hold
+/// it), not a spare's.
 pub(super) fn check_name(name: &str) -> Result<()> {
+    if name.starts_with(SPARE_PREFIX) {
+        return Err(StoreError::InvalidInput(format!(
+            "store name {:?}: names starting with {SPARE_PREFIX:?} are reserved",
+            truncated(name)
+        )));
+    }
     if name.is_empty() || name.len() > MAX_NAME_BYTES || name.contains('\0') {
         return Err(StoreError::InvalidInput(format!(
             "store name {:?}: must be 1 to {MAX_NAME_BYTES} bytes of UTF-8 without NUL",
@@ -147,8 +158,49 @@ pub(super) async fn drop(pool: &PgPool, name: &str) -> Result<Option<String>> {
 
 /// The names of every store in the catalog, sorted.
 pub(super) async fn list(pool: &PgPool) -> Result<Vec<String>> {
-    sqlx::query_scalar("SELECT name FROM kflex_catalog.stores ORDER BY name COLLATE \"C\"")
-        .fetch_all(pool)
+    sqlx::query_scalar(
+        "SELECT name FROM kflex_catalog.stores WHERE name NOT LIKE 'kflex:spare:%' \
+         ORDER BY name COLLATE \"C\"",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(failed("list stores"))
+}
+
+/// Gives a spare store the name `name` (one statement, no DDL); its schema, or `None` when
+/// no spare is left or `name` is taken meanwhile.
+pub(super) async fn claim_spare(pool: &PgPool, name: &str) -> Result<Option<String>> {
+    let claimed = sqlx::query_scalar(
+        "UPDATE kflex_catalog.stores SET name = $1, created_at = now() WHERE name = ( \
+           SELECT name FROM kflex_catalog.stores WHERE name LIKE 'kflex:spare:%' \
+           ORDER BY name LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         RETURNING schema_name",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await;
+    match claimed {
+        Ok(schema) => Ok(schema),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(driver::UNIQUE_VIOLATION) => {
+            Ok(None)
+        }
+        Err(e) => Err(failed(format!("claim a spare store for {name:?}"))(e)),
+    }
+}
+
+/// Makes spare stores until `target` exist.
+pub(super) async fn fill_spares(pool: &PgPool, target: usize) -> Result<()> {
+    loop {
+        let spares: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM kflex_catalog.stores WHERE name LIKE 'kflex:spare:%'",
+        )
+        .fetch_one(pool)
         .await
-        .map_err(failed("list stores"))
+        .map_err(failed("count spare stores"))?;
+        if spares as usize >= target {
+            return Ok(());
+        }
+        let name = format!("{SPARE_PREFIX}{:016x}", rand::random::<u64>());
+        create(pool, &name, true).await?;
+    }
 }

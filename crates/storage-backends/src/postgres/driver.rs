@@ -27,7 +27,7 @@ fn optional_row(record: &sqlx::postgres::PgRow) -> Result<Option<Row>, sqlx::Err
 }
 
 /// PostgreSQL's SQLSTATE for a unique-constraint violation: another writer took the id.
-const UNIQUE_VIOLATION: &str = "23505";
+pub(super) const UNIQUE_VIOLATION: &str = "23505";
 
 const COLUMNS: &str = "kv.id, kv.name, kv.created, kv.deleted, kv.create_revision, kv.prev_revision, kv.lease, kv.value, kv.old_value";
 

@@ -47,6 +47,9 @@ pub struct PostgresOptions {
     pub acquire_timeout: Duration,
     /// History window and write batching of each store.
     pub log: LogOptions,
+    /// Empty stores kept ready, so that creating a store renames one instead of running
+    /// DDL (refilled after each use, off the caller's path). 0: none.
+    pub spare_stores: usize,
 }
 
 impl Default for PostgresOptions {
@@ -55,6 +58,7 @@ impl Default for PostgresOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
             log: LogOptions::default(),
+            spare_stores: 0,
         }
     }
 }
@@ -70,6 +74,8 @@ struct Server {
     /// Set once the catalog is known to exist (it is created on first use).
     catalog: OnceCell<()>,
     options: PostgresOptions,
+    /// Set while a task makes spare stores.
+    filling: std::sync::atomic::AtomicBool,
 }
 
 impl PostgresServer {
@@ -79,12 +85,45 @@ impl PostgresServer {
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self> {
         let pools = connect::connect(url, &options).await?;
         let feed = Feed::start(pools.listener).await?;
-        Ok(PostgresServer(Arc::new(Server {
+        let server = PostgresServer(Arc::new(Server {
             pool: pools.stores,
             feed,
             catalog: OnceCell::new(),
             options,
-        })))
+            filling: std::sync::atomic::AtomicBool::new(false),
+        }));
+        server.refill_spares();
+        Ok(server)
+    }
+
+    /// Makes spare stores up to `options.spare_stores` in the background, unless that is
+    /// already under way. Runs at connect and after a spare is used: never while idle.
+    fn refill_spares(&self) {
+        use std::sync::atomic::Ordering;
+        let target = self.0.options.spare_stores;
+        if target == 0 || self.0.filling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let server = self.clone();
+        tokio::spawn(async move {
+            let filled = match server.catalog().await {
+                Ok(()) => catalog::fill_spares(&server.0.pool, target).await,
+                Err(e) => Err(e),
+            };
+            if let Err(error) = filled {
+                tracing::warn!(backend = BACKEND, %error, "making spare stores");
+            }
+            server.0.filling.store(false, Ordering::Release);
+        });
+    }
+
+    /// Store `name`'s schema, made from a spare when one is left, else created.
+    async fn create_schema(&self, name: &str, existing_ok: bool) -> Result<String> {
+        if let Some(schema) = catalog::claim_spare(&self.0.pool, name).await? {
+            self.refill_spares();
+            return Ok(schema);
+        }
+        catalog::create(&self.0.pool, name, existing_ok).await
     }
 
     /// Creates store `name` (any UTF-8 of 1 to 253 bytes, without NUL). Fails with
@@ -92,7 +131,7 @@ impl PostgresServer {
     pub async fn create_store(&self, name: &str) -> Result<PostgresStore> {
         catalog::check_name(name)?;
         self.catalog().await?;
-        let schema = catalog::create(&self.0.pool, name, false).await?;
+        let schema = self.create_schema(name, false).await?;
         self.open(&schema).await
     }
 
@@ -103,7 +142,7 @@ impl PostgresServer {
         self.catalog().await?;
         let schema = match catalog::lookup(&self.0.pool, name).await? {
             Some(schema) => schema,
-            None => catalog::create(&self.0.pool, name, true).await?,
+            None => self.create_schema(name, true).await?,
         };
         self.open(&schema).await
     }

@@ -766,3 +766,67 @@ async fn postgres_watch_ends_with_compacted_when_history_it_missed_is_gone() {
         .await
         .unwrap();
 }
+
+async fn spare_schemas(admin: &mut PgConnection) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT schema_name FROM kflex_catalog.stores WHERE name LIKE 'kflex:spare:%'",
+    )
+    .fetch_all(admin)
+    .await
+    .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn postgres_spare_stores_make_creation_a_rename_and_are_refilled() {
+    let options = PostgresOptions {
+        spare_stores: 2,
+        ..PostgresOptions::default()
+    };
+    let server = PostgresServer::connect(&postgres_url(), options)
+        .await
+        .unwrap();
+    let mut admin = admin().await;
+    let started = Instant::now();
+    while spare_schemas(&mut admin).await.len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "spares were not made"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let spares = spare_schemas(&mut admin).await;
+    let name = format!("spare-user-{}", std::process::id());
+    let store = server.create_store(&name).await.unwrap();
+    assert!(
+        spares.contains(&store.schema().to_owned()),
+        "{} from {spares:?}",
+        store.schema()
+    );
+    store
+        .create(b"/k", Bytes::from_static(b"v"), None)
+        .await
+        .unwrap();
+    assert!(server
+        .list_stores()
+        .await
+        .unwrap()
+        .iter()
+        .all(|n| !n.starts_with("kflex:spare:")));
+    assert!(matches!(
+        server.create_store(&name).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        server.create_store("kflex:spare:mine").await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    let started = Instant::now();
+    while spare_schemas(&mut admin).await.len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "spares were not refilled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.drop_store(&name).await.unwrap();
+}
