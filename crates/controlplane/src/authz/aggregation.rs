@@ -35,28 +35,7 @@ pub async fn aggregate(cp: &ControlPlane) -> Result<(), ApiError> {
             .filter_map(|kv| Some((serde_json::from_slice(&kv.value).ok()?, kv.mod_revision)))
             .collect();
         let mut settled = stored.clone();
-        for _ in 0..MAX_ROUNDS {
-            let mut changed = false;
-            for i in 0..settled.len() {
-                let Some(selectors) = settled[i].0["aggregationRule"]["clusterRoleSelectors"]
-                    .as_array()
-                    .cloned()
-                else {
-                    continue;
-                };
-                let name = crate::object::meta_str(&settled[i].0, "name")
-                    .unwrap_or_default()
-                    .to_owned();
-                let rules = aggregated_rules(&name, &selectors, &settled);
-                if settled[i].0["rules"].as_array() != Some(&rules) {
-                    settled[i].0["rules"] = Value::Array(rules);
-                    changed = true;
-                }
-            }
-            if !changed {
-                break;
-            }
-        }
+        settle(&mut settled);
         let writes = stored
             .iter()
             .zip(&settled)
@@ -88,6 +67,33 @@ pub async fn aggregate(cp: &ControlPlane) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// Gives every aggregated role in `roles` (with their revisions) the rules of the roles
+/// its selectors match, propagating through chains of aggregation, in memory.
+pub(crate) fn settle(roles: &mut [(Value, i64)]) {
+    for _ in 0..MAX_ROUNDS {
+        let mut changed = false;
+        for i in 0..roles.len() {
+            let Some(selectors) = roles[i].0["aggregationRule"]["clusterRoleSelectors"]
+                .as_array()
+                .cloned()
+            else {
+                continue;
+            };
+            let name = crate::object::meta_str(&roles[i].0, "name")
+                .unwrap_or_default()
+                .to_owned();
+            let rules = aggregated_rules(&name, &selectors, roles);
+            if roles[i].0["rules"].as_array() != Some(&rules) {
+                roles[i].0["rules"] = Value::Array(rules);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
 }
 
 /// The rules of the roles (other than `name`) that `selectors` match, by role name, each
