@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kflex_controlplane::authn::{Authenticator, User};
 use kflex_controlplane::pki::CertificateAuthority;
 use kflex_controlplane::{server, ControlPlane, Router};
+use kflex_e2e::bench::{percentile, rss_mib};
 use kflex_storage_backends::sqlite::{SqliteOptions, SqliteStore};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,20 +27,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const TENANTS: usize = 100;
 const CLIENTS: usize = 16;
 const LIST_SIZE: usize = 500;
-
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> f64 {
-    let i = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
-    sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-}
 
 struct Phase {
     name: &'static str,

@@ -15,6 +15,7 @@ use kflex_controlplane::manager::storage::StorageConfig;
 use kflex_controlplane::manager::{self, Manager, ManagerConfig};
 use kflex_controlplane::pki::CertificateAuthority;
 use kflex_controlplane::{server, ControlPlane, Router};
+use kflex_e2e::bench::{percentile, rss_mib};
 use kflex_storage_backends::postgres::{PostgresOptions, PostgresServer};
 use kflex_storage_backends::sqlite::{SqliteOptions, SqliteStore};
 use kube::api::{Api, DynamicObject, PostParams};
@@ -33,15 +34,6 @@ const CONCURRENCY: usize = 16;
 /// Control planes created one at a time in the latency run.
 const ONE_AT_A_TIME: usize = 100;
 
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// CPU time (user + system) this process has used.
 fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -55,11 +47,6 @@ fn cpu_time() -> Duration {
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_millis(ticks * 1000 / per_second)
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> f64 {
-    let i = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
-    sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 /// A kflex server (hosting API, manager) on `data_dir`, and an admin client for it.

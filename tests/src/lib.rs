@@ -189,3 +189,24 @@ impl Drop for KflexServer {
         let _ = self.child.wait();
     }
 }
+
+/// What the benchmarks (`tests/benches/`) share.
+pub mod bench {
+    use std::time::Duration;
+
+    /// This process's resident memory, in MiB.
+    pub fn rss_mib() -> f64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    /// The `q` quantile of `sorted` latencies, in milliseconds.
+    pub fn percentile(sorted: &[Duration], q: f64) -> f64 {
+        let i = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+        sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    }
+}

@@ -37,7 +37,8 @@ pub enum HookError {
     Api(#[from] kube::Error),
 }
 
-fn api_message(error: &kube::Error) -> String {
+/// An API error as a user reads it: the Status's message, else the error.
+pub fn api_message(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => status.message.clone(),
         other => other.to_string(),

@@ -5,8 +5,8 @@ use crate::hosting;
 use crate::kubeconfig::{Kubeconfig, Section};
 use anyhow::{bail, Context};
 use k8s_openapi::api::core::v1::Secret;
-use kflex_controlplane::manager::api;
 use kflex_controlplane::manager::credentials::ContextNames;
+use kflex_controlplane::manager::{api, api_message};
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use serde_json::{json, Value};
 use std::io::Write;
@@ -114,7 +114,7 @@ pub async fn create(args: CreateArgs) -> anyhow::Result<()> {
     step(&format!("Creating control plane {}", args.name), async {
         api.create(&PostParams::default(), &object)
             .await
-            .map_err(|e| anyhow::anyhow!(api_message(e)))
+            .map_err(|e| anyhow::anyhow!(api_message(&e)))
     })
     .await?;
     kubeconfig.save()?;
@@ -145,7 +145,7 @@ async fn wait_ready(api: &Api<DynamicObject>, name: &str) -> anyhow::Result<Dyna
         let cp = api
             .get(name)
             .await
-            .map_err(|e| anyhow::anyhow!(api_message(e)))?;
+            .map_err(|e| anyhow::anyhow!(api_message(&e)))?;
         if condition(&cp, "Ready").is_some_and(|c| c["status"] == "True") {
             return Ok(cp);
         }
@@ -187,7 +187,7 @@ pub async fn load_context(
     let secret = secrets
         .get(secret_name)
         .await
-        .map_err(|e| anyhow::anyhow!(api_message(e)))?;
+        .map_err(|e| anyhow::anyhow!(api_message(&e)))?;
     let bytes = secret
         .data
         .and_then(|mut d| d.remove(key))
@@ -218,12 +218,12 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
     step(&format!("Deleting control plane {name}"), async {
         api.delete(name, &DeleteParams::default())
             .await
-            .map_err(|e| anyhow::anyhow!(api_message(e)))?;
+            .map_err(|e| anyhow::anyhow!(api_message(&e)))?;
         let started = Instant::now();
         while api
             .get_opt(name)
             .await
-            .map_err(|e| anyhow::anyhow!(api_message(e)))?
+            .map_err(|e| anyhow::anyhow!(api_message(&e)))?
             .is_some()
         {
             if started.elapsed() > WAIT {
@@ -275,7 +275,7 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
     let items = control_planes(&client)
         .list(&Default::default())
         .await
-        .map_err(|e| anyhow::anyhow!(api_message(e)))?
+        .map_err(|e| anyhow::anyhow!(api_message(&e)))?
         .items;
     if items.is_empty() {
         println!("No control planes found.");
@@ -308,14 +308,6 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// An API error as a user reads it: the Status's message.
-pub fn api_message(error: kube::Error) -> String {
-    match error {
-        kube::Error::Api(status) => status.message,
-        other => other.to_string(),
-    }
 }
 
 /// Options of `kflex adopt`.
@@ -390,7 +382,7 @@ pub async fn adopt(args: AdoptArgs) -> anyhow::Result<()> {
     match namespaces.create(&PostParams::default(), &namespace).await {
         Ok(_) => {}
         Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(error) => bail!(api_message(error)),
+        Err(error) => bail!(api_message(&error)),
     }
     let secret_name = format!("{}-bootstrap", args.name);
     let secret: Secret = serde_json::from_value(json!({
@@ -404,7 +396,7 @@ pub async fn adopt(args: AdoptArgs) -> anyhow::Result<()> {
             &kube::api::Patch::Apply(&secret),
         )
         .await
-        .map_err(|e| anyhow::anyhow!(api_message(e)))?;
+        .map_err(|e| anyhow::anyhow!(api_message(&e)))?;
     let object: DynamicObject = serde_json::from_value(json!({
         "apiVersion": format!("{}/{}", api::GROUP, api::VERSION),
         "kind": "ControlPlane",
@@ -420,7 +412,7 @@ pub async fn adopt(args: AdoptArgs) -> anyhow::Result<()> {
             control_planes
                 .create(&PostParams::default(), &object)
                 .await
-                .map_err(|e| anyhow::anyhow!(api_message(e)))
+                .map_err(|e| anyhow::anyhow!(api_message(&e)))
         },
     )
     .await?;

@@ -1,11 +1,12 @@
 //! `kflex ctx`: switching the kubeconfig between the hosting API and control planes, and
 //! listing, renaming and deleting the contexts kflex made.
 
-use crate::controlplanes::{api_message, load_context};
+use crate::controlplanes::load_context;
 use crate::hosting;
 use crate::kubeconfig::{Kubeconfig, Section};
 use anyhow::{bail, Context};
 use kflex_controlplane::manager::api;
+use kflex_controlplane::manager::api_message;
 use kflex_controlplane::manager::credentials::ContextNames;
 use kube::api::{Api, DynamicObject};
 use std::path::PathBuf;
@@ -116,7 +117,7 @@ async fn to_control_plane(
         let cp = control_planes.get(name).await.map_err(|e| {
             anyhow::anyhow!(
                 "control plane {name} not found on the hosting API: {}",
-                api_message(e)
+                api_message(&e)
             )
         })?;
         if cp.data["spec"]["type"] == "host" {

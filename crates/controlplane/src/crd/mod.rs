@@ -163,6 +163,25 @@ pub async fn after_delete(
 }
 
 /// One validation failure, as `field.Error` renders it.
+/// The subschemas of a schema node's `allOf`, `anyOf`, `oneOf` and `not`, each with its
+/// path below `path` (`<path>.allOf[0]`, `<path>.not`).
+pub(crate) fn combined_schemas<'a>(
+    map: &'a serde_json::Map<String, Value>,
+    path: &'a str,
+) -> impl Iterator<Item = (String, &'a Value)> + 'a {
+    ["allOf", "anyOf", "oneOf"]
+        .into_iter()
+        .flat_map(move |keyword| {
+            map.get(keyword)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(move |(i, sub)| (format!("{path}.{keyword}[{i}]"), sub))
+        })
+        .chain(map.get("not").map(|not| (format!("{path}.not"), not)))
+}
+
 pub(crate) fn cause(reason: &str, field: &str, message: String) -> Cause {
     Cause {
         reason: reason.into(),

@@ -826,19 +826,8 @@ fn check_node(schema: &Value, path: &str, uncorrelatable: Option<&str>, causes: 
         let below = if map_list { uncorrelatable } else { Some(path) };
         check_node(items, &format!("{path}.items"), below, causes);
     }
-    for keyword in ["allOf", "anyOf", "oneOf"] {
-        for (i, sub) in map
-            .get(keyword)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            no_rules_under(sub, &format!("{path}.{keyword}[{i}]"), causes);
-        }
-    }
-    if let Some(not) = map.get("not") {
-        no_rules_under(not, &format!("{path}.not"), causes);
+    for (below, sub) in super::combined_schemas(map, path) {
+        no_rules_under(sub, &below, causes);
     }
 }
 
@@ -861,21 +850,13 @@ fn no_rules_under(schema: &Value, path: &str, causes: &mut Vec<Cause>) {
     {
         no_rules_under(child, &format!("{path}.properties[{name}]"), causes);
     }
-    for key in ["items", "additionalProperties", "not"] {
+    for key in ["items", "additionalProperties"] {
         if let Some(child) = map.get(key) {
             no_rules_under(child, &format!("{path}.{key}"), causes);
         }
     }
-    for keyword in ["allOf", "anyOf", "oneOf"] {
-        for (i, sub) in map
-            .get(keyword)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            no_rules_under(sub, &format!("{path}.{keyword}[{i}]"), causes);
-        }
+    for (below, sub) in super::combined_schemas(map, path) {
+        no_rules_under(sub, &below, causes);
     }
 }
 

@@ -498,19 +498,8 @@ fn validate_schema(schema: &Value, path: &str, root: bool, causes: &mut Vec<Caus
         }
         None => {}
     }
-    for keyword in ["allOf", "anyOf", "oneOf"] {
-        for (i, sub) in map
-            .get(keyword)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            validate_value_validation(sub, &format!("{path}.{keyword}[{i}]"), causes);
-        }
-    }
-    if let Some(not) = map.get("not") {
-        validate_value_validation(not, &format!("{path}.not"), causes);
+    for (below, sub) in super::combined_schemas(map, path) {
+        validate_value_validation(sub, &below, causes);
     }
     if !root {
         if let Some(default) = map.get("default") {

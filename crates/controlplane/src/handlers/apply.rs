@@ -131,18 +131,7 @@ pub(super) async fn apply(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
         return super::scale::apply(call, applied, name, force).await;
     }
     check_type(call, &mut applied)?;
-    place_in_namespace(call, &mut applied)?;
-    let sent_name = meta_str(&applied, "name").unwrap_or("");
-    if sent_name != call.name() {
-        return Err(ApiError::bad_request(format!(
-            "the name of the object ({sent_name}) does not match the name on the URL ({})",
-            call.name()
-        )));
-    }
-    // As in other patches, a resourceVersion in the body is a precondition.
-    let precondition = meta_str(&applied, "resourceVersion")
-        .filter(|rv| !rv.is_empty())
-        .map(str::to_owned);
+    let precondition = placed_precondition(call, &mut applied)?;
     let api_version = call.def.api_version();
     let manager = manager(call, name, &api_version);
     let node = schema_node(call);
@@ -170,6 +159,25 @@ pub(super) async fn apply(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
         }
     }
     Err(ApiError::conflict(&call.def.group_resource(), call.name()))
+}
+
+/// Places an applied object in the request's namespace, checks its name against the
+/// URL's, and returns its `resourceVersion`, a precondition as in other patches.
+pub(super) fn placed_precondition(
+    call: &Call<'_>,
+    applied: &mut Value,
+) -> Result<Option<String>, ApiError> {
+    place_in_namespace(call, applied)?;
+    let sent_name = meta_str(applied, "name").unwrap_or("");
+    if sent_name != call.name() {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({sent_name}) does not match the name on the URL ({})",
+            call.name()
+        )));
+    }
+    Ok(meta_str(applied, "resourceVersion")
+        .filter(|rv| !rv.is_empty())
+        .map(str::to_owned))
 }
 
 /// Creates the object an apply found missing; `None` when someone created it meanwhile.

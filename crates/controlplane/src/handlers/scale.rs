@@ -8,10 +8,9 @@
 //! `spec.replicas`, the apply merges and checks conflicts there, and the outcome goes back
 //! to the parent as an entry with `subresource: scale` owning the parent's replicas field.
 
-use super::write::{place_in_namespace, respond, write_with_retries};
+use super::write::{respond, write_with_retries};
 use super::Call;
 use crate::http::{json, Body};
-use crate::object::meta_str;
 use crate::patch::fields::{Element, FieldSet};
 use crate::patch::managed::{self, Manager};
 use crate::patch::schema::Node;
@@ -137,17 +136,7 @@ pub(super) async fn apply(
     force: bool,
 ) -> Result<Response<Body>, ApiError> {
     check_type(&applied)?;
-    place_in_namespace(call, &mut applied)?;
-    let sent_name = meta_str(&applied, "name").unwrap_or("");
-    if sent_name != call.name() {
-        return Err(ApiError::bad_request(format!(
-            "the name of the object ({sent_name}) does not match the name on the URL ({})",
-            call.name()
-        )));
-    }
-    let precondition = meta_str(&applied, "resourceVersion")
-        .filter(|rv| !rv.is_empty())
-        .map(str::to_owned);
+    let precondition = super::apply::placed_precondition(call, &mut applied)?;
     let api_version = call.def.api_version();
     let manager = Manager {
         name: manager,

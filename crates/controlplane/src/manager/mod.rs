@@ -17,6 +17,8 @@ pub mod local_client;
 mod reconcile;
 pub mod storage;
 
+pub use kflex_hooks::api_message;
+
 use crate::pki::CertificateAuthority;
 use crate::router::Router;
 use futures::StreamExt;
@@ -64,7 +66,7 @@ pub fn manager_identity() -> (String, crate::authn::User) {
 /// Why a reconcile failed; shown as the ControlPlane's `Synced` message.
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
-    #[error("{}", api_error(.0))]
+    #[error("{}", api_message(.0))]
     Api(#[from] kube::Error),
     #[error("storage: {0}")]
     Store(#[from] kflex_storage_backends::StoreError),
@@ -76,14 +78,6 @@ pub enum ManagerError {
     Hooks(String),
     #[error("post-create hooks: {0}")]
     Hook(#[from] kflex_hooks::HookError),
-}
-
-/// A hosting-API error as a user reads it: a Status's message, else the error.
-fn api_error(error: &kube::Error) -> String {
-    match error {
-        kube::Error::Api(status) => status.message.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// What every reconcile shares.
