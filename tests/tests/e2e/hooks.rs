@@ -183,16 +183,7 @@ async fn hooks_apply_with_kubeflex_variables_and_go_with_the_control_plane() {
         .delete("defaults", &DeleteParams::default())
         .await
         .unwrap();
-    let started = Instant::now();
-    while api(&host, "ControlPlane", "controlplanes")
-        .get_opt("defaults")
-        .await
-        .unwrap()
-        .is_some()
-    {
-        assert!(started.elapsed() < Duration::from_secs(30));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::manager::deleted(&host, "defaults").await;
     assert!(roles.get_opt("defaults-reader").await.unwrap().is_none());
     assert!(configmaps
         .get_opt("hello-defaults")

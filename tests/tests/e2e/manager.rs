@@ -135,7 +135,7 @@ async fn gone(host: &kube::Client, name: &str) {
 }
 
 /// Waits until ControlPlane `name` is deleted (its finalizer removed).
-async fn deleted(host: &kube::Client, name: &str) {
+pub(crate) async fn deleted(host: &kube::Client, name: &str) {
     let started = Instant::now();
     while control_planes(host).get_opt(name).await.unwrap().is_some() {
         assert!(
