@@ -221,6 +221,7 @@ async fn main() {
         // As `kflex serve --postgres-url` runs it: 8 spare stores.
         let options = PostgresOptions {
             spare_stores: 8,
+            prepare_spare: Some(kflex_controlplane::ControlPlane::spare_preparer()),
             ..PostgresOptions::default()
         };
         let server = PostgresServer::connect(&url, options)

@@ -89,26 +89,68 @@ impl ControlPlane {
         Ok(Arc::new(cp))
     }
 
+    /// Gives `store` what a new control plane starts with (namespaces, bootstrap policy,
+    /// the ServiceAccount signing key), so that one started on it later only reads.
+    pub async fn prepare_store(store: Arc<dyn Store>) -> Result<(), StoreError> {
+        Self::start("", store, Authenticator::default()).await?;
+        Ok(())
+    }
+
+    /// [`prepare_store`](Self::prepare_store) for PostgreSQL's spare stores, so that a
+    /// control plane made from a spare starts without a write.
+    pub fn spare_preparer() -> kflex_storage_backends::postgres::SparePreparer {
+        kflex_storage_backends::postgres::SparePreparer::new(
+            "controlplane",
+            Arc::new(|store| Box::pin(Self::prepare_store(store))),
+        )
+    }
+
     async fn bootstrap(&self) -> Result<(), StoreError> {
-        let namespaces = self
-            .registry
-            .lookup("", "v1", "namespaces")
-            .expect("the built-in registry has namespaces");
-        let creates = BOOTSTRAP_NAMESPACES.map(|ns| {
-            let object = json!({
+        let namespaces = BOOTSTRAP_NAMESPACES.map(|ns| {
+            json!({
                 "kind": "Namespace",
                 "apiVersion": "v1",
-                "metadata": {
-                    "name": ns,
-                    "uid": crate::object::new_uid(),
-                    "creationTimestamp": crate::object::now(),
-                    "labels": {"kubernetes.io/metadata.name": ns},
-                },
+                "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}},
                 "spec": {"finalizers": ["kubernetes"]},
                 "status": {"phase": "Active"},
-            });
-            let key = namespaces.key(None, ns);
-            async move {
+            })
+        });
+        self.create_missing("", "namespaces", namespaces.into())
+            .await?;
+        authz::bootstrap::ensure(self).await
+    }
+
+    /// Creates those of the cluster-scoped `objects` of built-in resource `plural` (of
+    /// `group`, version v1) that the store lacks, all at once so that the store commits
+    /// them together; a store that has them all is only read (one range read).
+    pub(crate) async fn create_missing(
+        &self,
+        group: &str,
+        plural: &str,
+        objects: Vec<Value>,
+    ) -> Result<(), StoreError> {
+        let def = self
+            .registry
+            .lookup(group, "v1", plural)
+            .expect("bootstrap objects are of built-in resources");
+        let prefix = def.collection_prefix(None);
+        let present = self
+            .store
+            .range(kflex_storage_backends::RangeRequest {
+                prefix: prefix.clone().into_bytes(),
+                ..Default::default()
+            })
+            .await?;
+        let present: std::collections::HashSet<&[u8]> =
+            present.kvs.iter().map(|kv| kv.key.as_slice()).collect();
+        let creates = objects.into_iter().filter_map(|mut object| {
+            let key = def.key(None, crate::object::meta_str(&object, "name")?);
+            if present.contains(key.as_bytes()) {
+                return None;
+            }
+            object["metadata"]["uid"] = json!(crate::object::new_uid());
+            object["metadata"]["creationTimestamp"] = json!(crate::object::now());
+            Some(async move {
                 match self
                     .store
                     .create(key.as_bytes(), handlers::encode(&object), None)
@@ -117,10 +159,10 @@ impl ControlPlane {
                     Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
                     Err(e) => Err(e),
                 }
-            }
+            })
         });
         futures::future::try_join_all(creates).await?;
-        authz::bootstrap::ensure(self).await
+        Ok(())
     }
 
     /// Makes this control plane the hosting API (the router does, for the one at `/`).

@@ -112,6 +112,7 @@ pub async fn run(args: ServeArgs, user_kubeconfig: bool) -> anyhow::Result<()> {
                 dsn,
                 PostgresOptions {
                     spare_stores: args.spare_stores,
+                    prepare_spare: Some(ControlPlane::spare_preparer()),
                     ..PostgresOptions::default()
                 },
             )

@@ -359,36 +359,16 @@ pub async fn ensure(cp: &ControlPlane) -> Result<(), StoreError> {
     // Aggregated roles are written with their rules already gathered: one commit fewer.
     let mut roles: Vec<(Value, i64)> = cluster_roles().into_iter().map(|o| (o, 0)).collect();
     super::aggregation::settle(&mut roles);
-    let objects = roles.into_iter().map(|(o, _)| ("clusterroles", o)).chain(
-        cluster_role_bindings()
-            .into_iter()
-            .map(|o| ("clusterrolebindings", o)),
-    );
-    // All at once: the store commits concurrent writes together (a few commits in all).
-    let creates = objects.map(|(plural, mut object)| async move {
-        let def = cp
-            .registry()
-            .lookup("rbac.authorization.k8s.io", "v1", plural)
-            .expect("the built-in registry has RBAC resources");
-        let name = crate::object::meta_str(&object, "name")
-            .unwrap_or_default()
-            .to_owned();
-        object["metadata"]["uid"] = json!(crate::object::new_uid());
-        object["metadata"]["creationTimestamp"] = json!(crate::object::now());
-        match cp
-            .store()
-            .create(
-                def.key(None, &name).as_bytes(),
-                crate::handlers::encode(&object),
-                None,
-            )
-            .await
-        {
-            Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
-    });
-    futures::future::try_join_all(creates).await?;
+    let roles = roles.into_iter().map(|(o, _)| o).collect();
+    futures::future::try_join(
+        cp.create_missing("rbac.authorization.k8s.io", "clusterroles", roles),
+        cp.create_missing(
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            cluster_role_bindings(),
+        ),
+    )
+    .await?;
     super::aggregation::aggregate(cp)
         .await
         .map_err(|e| StoreError::unavailable("store", "aggregating the bootstrap ClusterRoles", e))

@@ -20,16 +20,29 @@ const CREATE_CATALOG: &[&str] = &[
     "CREATE SEQUENCE IF NOT EXISTS kflex_catalog.store_numbers",
 ];
 
+/// The name prefix of kflex's own stores; reserved (a caller's name may not start with it).
+const RESERVED_PREFIX: &str = "kflex:";
 /// The name prefix of spare stores, made ahead of need so that creating a store only
-/// renames one; reserved (a caller's name may not start with it).
-pub(super) const SPARE_PREFIX: &str = "kflex:spare:";
+/// renames one; followed by the label of what they hold (see [`spare_prefix`]).
+const SPARE_PREFIX: &str = "kflex:spare:";
+
+/// The name prefix of the spare stores holding what `label` names: only those are claimed
+/// by a server whose spares are prepared that way (a plain `[a-z0-9-]` label, so it needs
+/// no escaping in `LIKE`).
+pub(super) fn spare_prefix(label: &str) -> String {
+    format!("{SPARE_PREFIX}{label}:")
+}
+/// The name prefix of a spare store while it is made and prepared.
+pub(super) const UNPREPARED_PREFIX: &str = "kflex:unprepared:";
+/// After this long, a store still being prepared was left by a process that died.
+const ABANDONED_AFTER: &str = "10 minutes";
 
 /// Checks a store name: non-empty, at most 253 bytes, no NUL (PostgreSQL text cannot hold
-/// it), not a spare's.
+/// it), not reserved.
 pub(super) fn check_name(name: &str) -> Result<()> {
-    if name.starts_with(SPARE_PREFIX) {
+    if name.starts_with(RESERVED_PREFIX) {
         return Err(StoreError::InvalidInput(format!(
-            "store name {:?}: names starting with {SPARE_PREFIX:?} are reserved",
+            "store name {:?}: names starting with {RESERVED_PREFIX:?} are reserved",
             truncated(name)
         )));
     }
@@ -159,7 +172,7 @@ pub(super) async fn drop(pool: &PgPool, name: &str) -> Result<Option<String>> {
 /// The names of every store in the catalog, sorted.
 pub(super) async fn list(pool: &PgPool) -> Result<Vec<String>> {
     sqlx::query_scalar(
-        "SELECT name FROM kflex_catalog.stores WHERE name NOT LIKE 'kflex:spare:%' \
+        "SELECT name FROM kflex_catalog.stores WHERE name NOT LIKE 'kflex:%' \
          ORDER BY name COLLATE \"C\"",
     )
     .fetch_all(pool)
@@ -167,16 +180,17 @@ pub(super) async fn list(pool: &PgPool) -> Result<Vec<String>> {
     .map_err(failed("list stores"))
 }
 
-/// Gives a spare store the name `name` (one statement, no DDL); its schema, or `None` when
+/// Gives a spare store whose name starts with `prefix` the name `name` (one statement, no DDL); its schema, or `None` when
 /// no spare is left or `name` is taken meanwhile.
-pub(super) async fn claim_spare(pool: &PgPool, name: &str) -> Result<Option<String>> {
+pub(super) async fn claim_spare(pool: &PgPool, name: &str, prefix: &str) -> Result<Option<String>> {
     let claimed = sqlx::query_scalar(
         "UPDATE kflex_catalog.stores SET name = $1, created_at = now() WHERE name = ( \
-           SELECT name FROM kflex_catalog.stores WHERE name LIKE 'kflex:spare:%' \
+           SELECT name FROM kflex_catalog.stores WHERE name LIKE $2 || '%' \
            ORDER BY name LIMIT 1 FOR UPDATE SKIP LOCKED) \
          RETURNING schema_name",
     )
     .bind(name)
+    .bind(prefix)
     .fetch_optional(pool)
     .await;
     match claimed {
@@ -188,19 +202,35 @@ pub(super) async fn claim_spare(pool: &PgPool, name: &str) -> Result<Option<Stri
     }
 }
 
-/// Makes spare stores until `target` exist.
-pub(super) async fn fill_spares(pool: &PgPool, target: usize) -> Result<()> {
-    loop {
-        let spares: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM kflex_catalog.stores WHERE name LIKE 'kflex:spare:%'",
-        )
-        .fetch_one(pool)
+/// How many spare stores whose names start with `prefix` are ready.
+pub(super) async fn count_spares(pool: &PgPool, prefix: &str) -> Result<usize> {
+    let spares: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM kflex_catalog.stores WHERE name LIKE $1 || '%'")
+            .bind(prefix)
+            .fetch_one(pool)
+            .await
+            .map_err(failed("count spare stores"))?;
+    Ok(spares as usize)
+}
+
+/// Spare stores whose preparation was abandoned (their process died meanwhile).
+pub(super) async fn abandoned_unprepared(pool: &PgPool) -> Result<Vec<String>> {
+    sqlx::query_scalar(&format!(
+        "SELECT name FROM kflex_catalog.stores WHERE name LIKE 'kflex:unprepared:%' \
+         AND created_at < now() - interval '{ABANDONED_AFTER}'"
+    ))
+    .fetch_all(pool)
+    .await
+    .map_err(failed("list abandoned spare stores"))
+}
+
+/// Renames store `from` to `to`.
+pub(super) async fn rename(pool: &PgPool, from: &str, to: &str) -> Result<()> {
+    sqlx::query("UPDATE kflex_catalog.stores SET name = $2 WHERE name = $1")
+        .bind(from)
+        .bind(to)
+        .execute(pool)
         .await
-        .map_err(failed("count spare stores"))?;
-        if spares as usize >= target {
-            return Ok(());
-        }
-        let name = format!("{SPARE_PREFIX}{:016x}", rand::random::<u64>());
-        create(pool, &name, true).await?;
-    }
+        .map_err(failed(format!("rename store {from:?}")))?;
+    Ok(())
 }

@@ -15,6 +15,7 @@ mod feed;
 
 use crate::error::{Result, StoreError};
 use crate::log::{delegate_store, LogDriver, LogOptions, LogStore};
+use crate::Store;
 use driver::PgDriver;
 use feed::{Feed, Subscription};
 use sqlx::PgPool;
@@ -50,6 +51,52 @@ pub struct PostgresOptions {
     /// Empty stores kept ready, so that creating a store renames one instead of running
     /// DDL (refilled after each use, off the caller's path). 0: none.
     pub spare_stores: usize,
+    /// What a spare store is given before it is offered (for instance the objects every
+    /// new control plane starts with), so that claiming it leaves nothing to write.
+    pub prepare_spare: Option<SparePreparer>,
+}
+
+/// Prepares a spare store's content, off any caller's path ([`PostgresOptions::prepare_spare`]).
+/// Its label names what the spares it prepares hold: a server only claims spares with its
+/// own label (no label: empty ones), so processes sharing a database never claim each
+/// other's differently prepared spares.
+#[derive(Clone)]
+pub struct SparePreparer {
+    label: &'static str,
+    prepare: Arc<PrepareFn>,
+}
+
+impl SparePreparer {
+    /// A preparer of spares labelled `label` (`[a-z0-9-]`, not `empty`), made by `prepare`.
+    ///
+    /// # Panics
+    /// If `label` is not of that form (a programming error).
+    pub fn new(label: &'static str, prepare: Arc<PrepareFn>) -> Self {
+        assert!(
+            !label.is_empty()
+                && label != EMPTY_SPARES
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            "spare label {label:?} must be [a-z0-9-]+ and not {EMPTY_SPARES:?}"
+        );
+        SparePreparer { label, prepare }
+    }
+}
+
+/// The label of spares nothing prepared.
+const EMPTY_SPARES: &str = "empty";
+
+/// The function of a [`SparePreparer`].
+pub type PrepareFn =
+    dyn Fn(Arc<dyn Store>) -> futures::future::BoxFuture<'static, Result<()>> + Send + Sync;
+
+impl std::fmt::Debug for SparePreparer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SparePreparer")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for PostgresOptions {
@@ -59,6 +106,7 @@ impl Default for PostgresOptions {
             acquire_timeout: Duration::from_secs(10),
             log: LogOptions::default(),
             spare_stores: 0,
+            prepare_spare: None,
         }
     }
 }
@@ -107,7 +155,7 @@ impl PostgresServer {
         let server = self.clone();
         tokio::spawn(async move {
             let filled = match server.catalog().await {
-                Ok(()) => catalog::fill_spares(&server.0.pool, target).await,
+                Ok(()) => server.fill_spares(target).await,
                 Err(e) => Err(e),
             };
             if let Err(error) = filled {
@@ -117,9 +165,45 @@ impl PostgresServer {
         });
     }
 
+    /// Makes spare stores until `target` exist. Each is made and prepared under a name no
+    /// one claims, then renamed a spare; one a crashed process left half made is dropped.
+    async fn fill_spares(&self, target: usize) -> Result<()> {
+        let pool = &self.0.pool;
+        for name in catalog::abandoned_unprepared(pool).await? {
+            catalog::drop(pool, &name).await?;
+        }
+        let prefix = self.spare_prefix();
+        while catalog::count_spares(pool, &prefix).await? < target {
+            let suffix = format!("{:016x}", rand::random::<u64>());
+            let unprepared = format!("{}{suffix}", catalog::UNPREPARED_PREFIX);
+            let schema = catalog::create(pool, &unprepared, false).await?;
+            if let Some(prepare) = &self.0.options.prepare_spare {
+                let store = Arc::new(self.open(&schema).await?);
+                if let Err(error) = (prepare.prepare)(store).await {
+                    catalog::drop(pool, &unprepared).await?;
+                    return Err(error);
+                }
+            }
+            catalog::rename(pool, &unprepared, &format!("{prefix}{suffix}")).await?;
+        }
+        Ok(())
+    }
+
+    /// The name prefix of the spares this server makes and claims.
+    fn spare_prefix(&self) -> String {
+        let label = self
+            .0
+            .options
+            .prepare_spare
+            .as_ref()
+            .map_or(EMPTY_SPARES, |p| p.label);
+        catalog::spare_prefix(label)
+    }
+
     /// Store `name`'s schema, made from a spare when one is left, else created.
     async fn create_schema(&self, name: &str, existing_ok: bool) -> Result<String> {
-        if let Some(schema) = catalog::claim_spare(&self.0.pool, name).await? {
+        if let Some(schema) = catalog::claim_spare(&self.0.pool, name, &self.spare_prefix()).await?
+        {
             self.refill_spares();
             return Ok(schema);
         }

@@ -9,10 +9,13 @@
 use bytes::Bytes;
 use futures::StreamExt;
 use kflex_e2e::postgres_url;
-use kflex_storage_backends::postgres::{PostgresOptions, PostgresServer, PostgresStore};
+use kflex_storage_backends::postgres::{
+    PostgresOptions, PostgresServer, PostgresStore, SparePreparer,
+};
 use kflex_storage_backends::{Event, EventKind, Revision, Store, StoreError, WatchStream};
 use sqlx::{Connection, PgConnection};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Tells [`postgres_child_writer`] which store to write to (and that it runs as a child).
@@ -776,57 +779,109 @@ async fn spare_schemas(admin: &mut PgConnection) -> Vec<String> {
     .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn postgres_spare_stores_make_creation_a_rename_and_are_refilled() {
-    let options = PostgresOptions {
-        spare_stores: 2,
-        ..PostgresOptions::default()
-    };
-    let server = PostgresServer::connect(&postgres_url(), options)
+/// A database of the test's own, so that no other test's spare stores mix with its own.
+async fn own_database(admin: &mut PgConnection, name: &str) -> String {
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut *admin)
         .await
         .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut *admin)
+        .await
+        .unwrap();
+    let url = postgres_url();
+    let base = url.rsplit_once('/').expect("a database in the URL").0;
+    format!("{base}/{name}")
+}
+
+#[tokio::test]
+async fn postgres_spare_stores_are_prepared_then_claimed_by_a_rename_and_refilled() {
     let mut admin = admin().await;
+    let database = format!("kflex_spares_{}", std::process::id());
+    let url = own_database(&mut admin, &database).await;
+    // Preparation is slow, so a spare being prepared would be seen if it were offered.
+    let prepare = SparePreparer::new(
+        "test",
+        Arc::new(|store: Arc<dyn Store>| {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                store
+                    .create(b"/prepared", Bytes::from_static(b"yes"), None)
+                    .await
+                    .map(drop)
+            })
+        }),
+    );
+    let options = PostgresOptions {
+        spare_stores: 2,
+        prepare_spare: Some(prepare),
+        ..PostgresOptions::default()
+    };
+    let server = PostgresServer::connect(&url, options).await.unwrap();
+    let mut own = PgConnection::connect(&url).await.unwrap();
     let started = Instant::now();
-    while spare_schemas(&mut admin).await.len() < 2 {
+    while spare_schemas(&mut own).await.len() < 2 {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "spares were not made"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let spares = spare_schemas(&mut admin).await;
-    let name = format!("spare-user-{}", std::process::id());
-    let store = server.create_store(&name).await.unwrap();
+    let spares = spare_schemas(&mut own).await;
+    let name = "spare-user";
+    let store = server.create_store(name).await.unwrap();
     assert!(
         spares.contains(&store.schema().to_owned()),
         "{} from {spares:?}",
         store.schema()
     );
-    store
-        .create(b"/k", Bytes::from_static(b"v"), None)
+    let (prepared, _) = store.get(b"/prepared", None).await.unwrap();
+    assert_eq!(prepared.expect("the spare was prepared").value, &b"yes"[..]);
+    // A server whose spares are not prepared that way never claims these.
+    let plain = PostgresServer::connect(&url, PostgresOptions::default())
         .await
         .unwrap();
-    assert!(server
-        .list_stores()
-        .await
-        .unwrap()
-        .iter()
-        .all(|n| !n.starts_with("kflex:spare:")));
+    let empty = plain.create_store("plain-user").await.unwrap();
+    assert!(!spares.contains(&empty.schema().to_owned()));
+    assert_eq!(empty.get(b"/prepared", None).await.unwrap().0, None);
+    drop(empty);
+    plain.drop_store("plain-user").await.unwrap();
+    assert_eq!(server.list_stores().await.unwrap(), vec![name.to_owned()]);
     assert!(matches!(
-        server.create_store(&name).await,
+        server.create_store(name).await,
         Err(StoreError::InvalidInput(_))
     ));
-    assert!(matches!(
-        server.create_store("kflex:spare:mine").await,
-        Err(StoreError::InvalidInput(_))
-    ));
+    for reserved in ["kflex:spare:mine", "kflex:unprepared:mine"] {
+        assert!(matches!(
+            server.create_store(reserved).await,
+            Err(StoreError::InvalidInput(_))
+        ));
+    }
+    // Refilled: at once, nothing half prepared is offered.
     let started = Instant::now();
-    while spare_schemas(&mut admin).await.len() < 2 {
+    loop {
+        let spares = spare_schemas(&mut own).await;
+        for schema in &spares {
+            let prepared: bool = sqlx::query_scalar(&format!(
+                "SELECT EXISTS (SELECT 1 FROM {schema}.kv WHERE name = '/prepared'::bytea)"
+            ))
+            .fetch_one(&mut own)
+            .await
+            .unwrap();
+            assert!(prepared, "spare {schema} offered before it was prepared");
+        }
+        if spares.len() >= 2 {
+            break;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "spares were not refilled"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    server.drop_store(&name).await.unwrap();
+    drop((store, server, own));
+    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }
