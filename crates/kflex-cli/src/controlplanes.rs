@@ -9,7 +9,7 @@ use kflex_controlplane::manager::credentials::ContextNames;
 use kflex_controlplane::manager::{api, api_message};
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use serde_json::{json, Value};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -69,16 +69,30 @@ fn condition<'a>(cp: &'a DynamicObject, kind: &str) -> Option<&'a Value> {
         .find(|c| c["type"] == kind)
 }
 
-/// Prints a progress line (stderr), then `done` or the error once `step` ends.
+/// Shows `message` while `step` runs (with a spinner when stderr is a terminal), then
+/// `✔` or `✘` once it ends.
 async fn step<T>(
     message: &str,
     step: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
     let mut err = std::io::stderr();
-    let _ = write!(err, "{message}... ");
-    let _ = err.flush();
+    let spinner = err.is_terminal().then(|| {
+        let spinner = indicatif::ProgressBar::new_spinner().with_message(format!("{message}..."));
+        spinner.enable_steady_tick(Duration::from_millis(100));
+        spinner
+    });
+    if spinner.is_none() {
+        let _ = write!(err, "{message}... ");
+        let _ = err.flush();
+    }
     let result = step.await;
-    let _ = writeln!(err, "{}", if result.is_ok() { "✔" } else { "✘" });
+    let mark = if result.is_ok() { "✔" } else { "✘" };
+    match spinner {
+        Some(spinner) => spinner.finish_with_message(format!("{message}... {mark}")),
+        None => {
+            let _ = writeln!(err, "{mark}");
+        }
+    }
     result
 }
 
