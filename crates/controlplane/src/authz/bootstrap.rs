@@ -354,16 +354,47 @@ pub fn cluster_role_bindings() -> Vec<Value> {
     ]
 }
 
+/// The ClusterRoles of the tenancy policy ([`super::tenancy`]): `workspace-admin`
+/// aggregates what `admin` does, `workspace-viewer` what `view` does.
+pub fn workspace_roles() -> Vec<Value> {
+    let mut roles = vec![
+        aggregated(super::tenancy::WORKSPACE_ADMIN, json!({}), "admin"),
+        aggregated(super::tenancy::WORKSPACE_VIEWER, json!({}), "view"),
+    ];
+    for role in &mut roles {
+        role["metadata"]["labels"] = json!({"kflex.kubestellar.org/tenancy-policy": "true"});
+        role["metadata"]["annotations"] = json!({});
+    }
+    roles
+}
+
 /// Creates the bootstrap policy objects that are missing, then aggregates.
 pub async fn ensure(cp: &ControlPlane) -> Result<(), StoreError> {
+    let bindings = cluster_role_bindings()
+        .into_iter()
+        .map(|o| ("clusterrolebindings", o));
+    create_all(cp, cluster_roles(), bindings).await
+}
+
+/// Creates the ClusterRoles `roles` that are missing, then aggregates.
+pub(crate) async fn create_missing(cp: &ControlPlane, roles: Vec<Value>) -> Result<(), StoreError> {
+    create_all(cp, roles, std::iter::empty()).await
+}
+
+/// Creates ClusterRoles `roles` and the objects `others` that are missing, then
+/// aggregates.
+async fn create_all(
+    cp: &ControlPlane,
+    roles: Vec<Value>,
+    others: impl Iterator<Item = (&'static str, Value)>,
+) -> Result<(), StoreError> {
     // Aggregated roles are written with their rules already gathered: one commit fewer.
-    let mut roles: Vec<(Value, i64)> = cluster_roles().into_iter().map(|o| (o, 0)).collect();
+    let mut roles: Vec<(Value, i64)> = roles.into_iter().map(|o| (o, 0)).collect();
     super::aggregation::settle(&mut roles);
-    let objects = roles.into_iter().map(|(o, _)| ("clusterroles", o)).chain(
-        cluster_role_bindings()
-            .into_iter()
-            .map(|o| ("clusterrolebindings", o)),
-    );
+    let objects = roles
+        .into_iter()
+        .map(|(o, _)| ("clusterroles", o))
+        .chain(others);
     // All at once: the store commits concurrent writes together (a few commits in all).
     let creates = objects.map(|(plural, mut object)| async move {
         let def = cp

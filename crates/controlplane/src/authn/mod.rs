@@ -1,11 +1,21 @@
-//! Authentication: who is making a request, from a bearer token or an x509 client
-//! certificate (CN = user, O = groups), checked against one control plane's credentials,
-//! so a credential of one control plane means nothing to another.
+//! Authentication: who is making a request, checked against one control plane's
+//! credentials, so a credential of one control plane means nothing to another.
+//!
+//! The authenticators run in upstream's order and the first that accepts wins: x509 client
+//! certificates (CN = user, O = groups), then bearer tokens: static tokens, ServiceAccount
+//! tokens ([`crate::sa_tokens`]), bootstrap tokens ([`bootstrap_tokens`]) and the JWT
+//! (OIDC) authenticators of the control plane's settings ([`jwt`]). A request that
+//! presents credentials none of them accepts gets 401; one without credentials is served
+//! as `system:anonymous` when the settings allow it, as upstream's `--anonymous-auth`.
 
+pub mod bootstrap_tokens;
+pub mod jwt;
+
+use crate::controlplane::ControlPlane;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// An authenticated user, as RBAC and `SelfSubjectReview` see it.
@@ -20,6 +30,10 @@ pub struct User {
 
 /// The group every authenticated user belongs to.
 pub const AUTHENTICATED: &str = "system:authenticated";
+/// The user of a request without credentials, when anonymous requests are enabled.
+pub const ANONYMOUS: &str = "system:anonymous";
+/// The group of that user.
+pub const UNAUTHENTICATED: &str = "system:unauthenticated";
 
 /// Why credentials could not be accepted (logged; the client only sees 401).
 #[derive(Debug, thiserror::Error)]
@@ -38,13 +52,25 @@ pub struct Authenticator {
     /// client's requests verify its certificate once, as upstream's x509 authenticator
     /// caches verifications.
     verified: Mutex<HashMap<[u8; 32], (User, UnixTime)>>,
+    /// What the control plane's ControlPlane object sets; replaced while it serves.
+    settings: RwLock<Arc<Settings>>,
+}
+
+/// The authentication settings of a control plane that its ControlPlane object holds
+/// (`spec.authentication`), applied on each reconcile without a restart.
+#[derive(Debug, Default)]
+pub struct Settings {
+    /// Whether a request without credentials is served as [`ANONYMOUS`] (refused when not).
+    pub anonymous: bool,
+    /// The JWT (OIDC) authenticators, tried in order after the built-in ones.
+    pub jwt: Vec<Arc<jwt::JwtAuthenticator>>,
 }
 
 /// At most this many verified chains are remembered per control plane.
 const VERIFIED_CHAINS: usize = 1024;
 
 impl Authenticator {
-    /// Accepts `token` as `user` (bearer tokens of kubeconfigs and bootstrap tokens).
+    /// Accepts `token` as `user` (bearer tokens of kubeconfigs, and kflex's own).
     pub fn add_token(&mut self, token: impl Into<String>, user: User) {
         self.tokens.insert(token.into(), with_authenticated(user));
     }
@@ -57,8 +83,34 @@ impl Authenticator {
         Ok(())
     }
 
-    /// The user a request authenticates as: a valid client certificate wins, then a bearer
-    /// token (`Authorization: Bearer <token>`). `None`: not authenticated.
+    /// The current settings.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the settings. A JWT authenticator whose configuration did not change is
+    /// kept, with the keys it fetched.
+    pub fn configure(&self, anonymous: bool, jwt: &[jwt::JwtConfig]) -> Result<(), jwt::JwtError> {
+        let current = self.settings();
+        let jwt = jwt
+            .iter()
+            .map(
+                |config| match current.jwt.iter().find(|a| a.config() == config) {
+                    Some(kept) => Ok(kept.clone()),
+                    None => jwt::JwtAuthenticator::new(config.clone()).map(Arc::new),
+                },
+            )
+            .collect::<Result<Vec<_>, _>>()?;
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Settings { anonymous, jwt });
+        Ok(())
+    }
+
+    /// The user a request authenticates as: a valid client certificate wins, then a static
+    /// bearer token (`Authorization: Bearer <token>`). `None`: not authenticated by these.
     pub fn authenticate(
         &self,
         authorization: Option<&str>,
@@ -132,6 +184,64 @@ impl Authenticator {
         });
         Some((user, expires))
     }
+}
+
+/// The user a request to `cp` authenticates as, with every authenticator in turn (see
+/// the module's doc); `None` when it must be refused with 401.
+pub async fn authenticate_request(
+    cp: &ControlPlane,
+    authorization: Option<&str>,
+    peer_certs: &[CertificateDer<'static>],
+) -> Option<User> {
+    let authenticator = cp.authenticator();
+    if let Some(user) = authenticator.authenticate(authorization, peer_certs) {
+        return Some(user);
+    }
+    let token = authorization
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::trim);
+    if let Some(token) = token {
+        if let Some(user) = crate::sa_tokens::authenticate_request(cp, token).await {
+            return Some(user);
+        }
+        return audience_agnostic_user(cp, token).await;
+    }
+    // Credentials that no authenticator accepts are refused even when anonymous requests
+    // are allowed, as upstream's authenticators fail on them rather than pass.
+    if !peer_certs.is_empty() || !authenticator.settings().anonymous {
+        return None;
+    }
+    Some(User {
+        name: ANONYMOUS.to_owned(),
+        groups: vec![UNAUTHENTICATED.to_owned()],
+        ..Default::default()
+    })
+}
+
+/// The user of a bearer token of an authenticator that accepts the API audiences only
+/// (static and bootstrap tokens, and the JWT authenticators, which check their own
+/// audiences): everything but ServiceAccount tokens. `TokenReview` asks it too.
+pub async fn audience_agnostic_user(cp: &ControlPlane, token: &str) -> Option<User> {
+    if let Some(user) = cp.authenticator().token_user(token) {
+        return Some(user);
+    }
+    if let Some(user) = bootstrap_tokens::authenticate(cp, token).await {
+        return Some(with_authenticated(user));
+    }
+    let settings = cp.authenticator().settings();
+    for authenticator in &settings.jwt {
+        match authenticator.authenticate(token).await {
+            Ok(user) => return Some(with_authenticated(user)),
+            Err(jwt::JwtError::OtherIssuer) => {}
+            Err(error @ jwt::JwtError::Fetch(_)) => {
+                tracing::warn!(control_plane = cp.name(), %error, "JWT authenticator");
+            }
+            Err(error) => {
+                tracing::debug!(control_plane = cp.name(), %error, "JWT refused");
+            }
+        }
+    }
+    None
 }
 
 /// A digest of a certificate chain (each certificate length-prefixed).
