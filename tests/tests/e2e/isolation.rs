@@ -7,7 +7,7 @@
 //! on a running control plane.
 
 use crate::manager::{condition, control_planes, kubeconfig_of, settled, submit};
-use crate::support::{api_error, client};
+use crate::support::{api_error, check, check_fails, client, kubectl, kubectls};
 use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenRequest};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -477,6 +477,61 @@ async fn every_credential_works_in_its_own_control_plane_only() {
         "{}",
         status.message
     );
+    // kubectl, as the OIDC user: its own control plane answers as RBAC says, the policy
+    // explains itself, another control plane does not know the user.
+    let kubectls = kubectls();
+    for binary in kubectls.first().into_iter().chain(kubectls.last()) {
+        let kubeconfig = |cp: &str| {
+            let mut config: Value =
+                serde_json::from_str(&std::fs::read_to_string(&server.kubeconfig).unwrap())
+                    .unwrap();
+            config["clusters"][0]["cluster"]["server"] =
+                json!(format!("{}/clusters/{cp}", server.url));
+            config["users"][0]["user"] = serde_json::to_value(&alice.3).unwrap();
+            let path = server
+                .data_dir
+                .path()
+                .join(format!("alice-{cp}.kubeconfig"));
+            std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+            path.to_string_lossy().into_owned()
+        };
+        let (own, other) = (kubeconfig("iso-a"), kubeconfig("iso-b"));
+        let out = kubectl(
+            binary,
+            server,
+            &[
+                "--kubeconfig",
+                &own,
+                "get",
+                "configmaps",
+                "-n",
+                WORK,
+                "-o",
+                "name",
+            ],
+        );
+        assert!(check(binary, &out).contains("configmap/probe"));
+        let out = kubectl(
+            binary,
+            server,
+            &[
+                "--kubeconfig",
+                &own,
+                "create",
+                "clusterrole",
+                "mine",
+                "--verb=get",
+                "--resource=pods",
+            ],
+        );
+        check_fails(binary, &out, "tenancy policy");
+        let out = kubectl(
+            binary,
+            server,
+            &["--kubeconfig", &other, "get", "configmaps", "-n", WORK],
+        );
+        check_fails(binary, &out, "You must be logged in to the server");
+    }
     // A workspace admin manages access inside the namespace, within what it holds.
     create(
         &Api::<Role>::namespaced(tenant.clone(), WORK),
