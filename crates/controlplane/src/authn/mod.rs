@@ -197,9 +197,11 @@ pub async fn authenticate_request(
     if let Some(user) = authenticator.authenticate(authorization, peer_certs) {
         return Some(user);
     }
+    // An empty bearer token is no credential, as upstream's bearer token authenticator.
     let token = authorization
         .and_then(|a| a.strip_prefix("Bearer "))
-        .map(str::trim);
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
     if let Some(token) = token {
         if let Some(user) = crate::sa_tokens::authenticate_request(cp, token).await {
             return Some(user);
@@ -288,5 +290,42 @@ mod tests {
         ];
         assert!(authn.authenticate(None, &mallory).is_none());
         assert!(authn.authenticate(None, &mallory).is_none());
+    }
+
+    #[tokio::test]
+    async fn anonymous_requests_only_when_enabled_and_failed_credentials_never() {
+        use kflex_storage_backends::sqlite::{SqliteOptions, SqliteStore};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("db"), SqliteOptions::default())
+            .await
+            .unwrap();
+        let ca = CertificateAuthority::generate("ca").unwrap();
+        let other = CertificateAuthority::generate("other").unwrap();
+        let mut authn = Authenticator::default();
+        authn.add_client_ca(&ca.certificate.cert_der).unwrap();
+        let cp = ControlPlane::start("t", Arc::new(store), authn)
+            .await
+            .unwrap();
+        let foreign = vec![other.client_certificate("alice", &[]).unwrap().cert_der];
+        let names = |user: Option<User>| user.map(|u| (u.name, u.groups));
+        let anonymous = Some((ANONYMOUS.to_owned(), vec![UNAUTHENTICATED.to_owned()]));
+        for enabled in [false, true] {
+            cp.authenticator().configure(enabled, &[]).unwrap();
+            let expected = if enabled { anonymous.clone() } else { None };
+            assert_eq!(names(authenticate_request(&cp, None, &[]).await), expected);
+            assert_eq!(
+                names(authenticate_request(&cp, Some("Bearer "), &[]).await),
+                expected
+            );
+            assert_eq!(
+                names(authenticate_request(&cp, Some("Basic YTpi"), &[]).await),
+                expected
+            );
+            assert_eq!(
+                authenticate_request(&cp, Some("Bearer abcdef.0123456789abcdef"), &[]).await,
+                None
+            );
+            assert_eq!(authenticate_request(&cp, None, &foreign).await, None);
+        }
     }
 }
