@@ -138,3 +138,38 @@ pub struct SecretName {
 pub fn namespace_of(cp: &str) -> String {
     format!("{cp}{NAMESPACE_SUFFIX}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn authentication_settings_read_as_upstream_names_them_and_duplicates_are_refused() {
+        let jwt = json!({
+            "issuer": {"url": "https://idp.example", "discoveryURL": "https://idp.example/d",
+                       "audiences": ["kflex"]},
+            "claimMappings": {"username": {"claim": "email"}, "groups": {"claim": "groups", "prefix": "idp:"}},
+        });
+        let spec: ControlPlaneSpec = serde_json::from_value(json!({
+            "type": "k8s",
+            "authentication": {"anonymous": {"enabled": true}, "jwt": [jwt, jwt]},
+            "tenancyPolicy": {"enabled": true},
+        }))
+        .unwrap();
+        let authentication = spec.authentication.unwrap();
+        assert_eq!(authentication.anonymous, Some(Enabled { enabled: true }));
+        assert_eq!(spec.tenancy_policy, Some(Enabled { enabled: true }));
+        let first = &authentication.jwt[0];
+        assert_eq!(
+            first.issuer.discovery_url.as_deref(),
+            Some("https://idp.example/d")
+        );
+        let groups = first.claim_mappings.groups.as_ref().unwrap();
+        assert_eq!(groups.prefix.as_deref(), Some("idp:"));
+        assert_eq!(
+            authentication.problems(),
+            ["spec.authentication.jwt[1].issuer.url: Duplicate value: \"https://idp.example\""]
+        );
+    }
+}
