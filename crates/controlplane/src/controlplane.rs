@@ -30,6 +30,8 @@ pub struct ControlPlane {
     watch_caches: Arc<WatchCaches>,
     /// Whether this is the hosting API, whose `/metrics` shows every control plane's.
     hosting: std::sync::atomic::AtomicBool,
+    /// Whether its tenancy policy is on.
+    tenancy_policy: authz::tenancy::Policy,
 }
 
 /// A discovery document with its ETag, or 304 when the client's copy is current, as
@@ -83,6 +85,7 @@ impl ControlPlane {
             signing_key,
             watch_caches: Arc::default(),
             hosting: std::sync::atomic::AtomicBool::new(false),
+            tenancy_policy: Default::default(),
         };
         cp.bootstrap().await?;
         crate::crd::load(&cp).await?;
@@ -129,6 +132,9 @@ impl ControlPlane {
         plural: &str,
         objects: Vec<Value>,
     ) -> Result<(), StoreError> {
+        if objects.is_empty() {
+            return Ok(());
+        }
         let def = self
             .registry
             .lookup(group, "v1", plural)
@@ -171,6 +177,11 @@ impl ControlPlane {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether this is the hosting API.
+    pub(crate) fn is_hosting(&self) -> bool {
+        self.hosting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The control plane's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -184,6 +195,11 @@ impl ControlPlane {
     /// Its credentials.
     pub fn authenticator(&self) -> &Authenticator {
         &self.authenticator
+    }
+
+    /// Its tenancy policy ([`authz::tenancy`]).
+    pub fn tenancy_policy(&self) -> &authz::tenancy::Policy {
+        &self.tenancy_policy
     }
 
     /// The key its ServiceAccount tokens are signed with.
@@ -252,16 +268,14 @@ impl ControlPlane {
             Ok(target) => target,
             Err(error) => return h::error(&error),
         };
-        if target == Target::Health {
+        // The hosting API's health answers everyone: it is the process's probe. A tenant's
+        // is authorized as upstream's (`system:public-info-viewer`).
+        if target == Target::Health && self.is_hosting() {
             return h::text(StatusCode::OK, "ok");
         }
-        let user = match self
-            .authenticator
-            .authenticate(req.header("authorization"), &req.peer_certs)
-        {
-            Some(user) => Some(user),
-            None => crate::sa_tokens::authenticate_request(self, req.header("authorization")).await,
-        };
+        let user =
+            crate::authn::authenticate_request(self, req.header("authorization"), &req.peer_certs)
+                .await;
         let Some(user) = user else {
             return h::error(&ApiError::unauthorized());
         };
@@ -310,9 +324,11 @@ impl ControlPlane {
                     |def: &ResourceDef| def.crd.as_ref().map(|c| c.open_api_v3_schema.clone());
                 crate::openapi::serve(&self.registry, &req, &path, &crd_schema)
             }
-            Target::Other(path) => crate::sa_tokens::issuer_discovery(self, &req.method, &path)
-                .unwrap_or_else(|| h::error(&ApiError::path_not_found())),
-            Target::Health => h::error(&ApiError::path_not_found()),
+            Target::Other(path) => {
+                crate::sa_tokens::issuer_discovery(self, &req.method, &path, req.header("host"))
+                    .unwrap_or_else(|| h::error(&ApiError::path_not_found()))
+            }
+            Target::Health => h::text(StatusCode::OK, "ok"),
             Target::Resource(rr) if crate::sa_tokens::is_token_request(&rr) => {
                 match crate::sa_tokens::token_request(self, &rr, &req).await {
                     Ok(response) => response,

@@ -553,10 +553,9 @@ async fn check_current(
     Ok(())
 }
 
-/// The user of a request's `Authorization: Bearer` ServiceAccount token, for the API
-/// audiences; `None` when there is none or it does not authenticate.
-pub async fn authenticate_request(cp: &ControlPlane, authorization: Option<&str>) -> Option<User> {
-    let token = authorization?.strip_prefix("Bearer ")?.trim();
+/// The user of a request's bearer token as a ServiceAccount token, for the API audiences;
+/// `None` when it does not authenticate.
+pub async fn authenticate_request(cp: &ControlPlane, token: &str) -> Option<User> {
     match authenticate(cp, token, &api_audiences()).await {
         Ok((user, _)) => Some(user),
         Err(error) => {
@@ -566,8 +565,9 @@ pub async fn authenticate_request(cp: &ControlPlane, authorization: Option<&str>
     }
 }
 
-/// The `status` of a `TokenReview`: the token's user, from the control plane's static tokens
-/// or as a ServiceAccount token, for `spec.audiences` (the API audiences when empty).
+/// The `status` of a `TokenReview`: the token's user, from the authenticators that accept
+/// the API audiences only (static, bootstrap and JWT) or as a ServiceAccount token, for
+/// `spec.audiences` (the API audiences when empty).
 pub async fn review_status(cp: &ControlPlane, review: &Value) -> Result<Value, ApiError> {
     let token = review["spec"]["token"].as_str().unwrap_or_default();
     if token.is_empty() {
@@ -587,8 +587,8 @@ pub async fn review_status(cp: &ControlPlane, review: &Value) -> Result<Value, A
     } else {
         requested
     };
-    let result = match cp.authenticator().token_user(token) {
-        // Static tokens hold for the API audiences only, as upstream's audience-agnostic
+    let result = match crate::authn::audience_agnostic_user(cp, token).await {
+        // These hold for the API audiences only, as upstream's audience-agnostic
         // authenticators.
         Some(user) => {
             let matched: Vec<String> = audiences
@@ -622,18 +622,28 @@ pub async fn review_status(cp: &ControlPlane, review: &Value) -> Result<Value, A
 const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
 const JWKS: &str = "/openid/v1/jwks";
 
-/// The issuer's OpenID discovery documents (`None` for other paths), GET only.
+/// The issuer's OpenID discovery documents (`None` for other paths), GET only. The key
+/// set's address is where the control plane is served (`host`, the request's `Host`, and
+/// its path there), as upstream's is the API server's external address: the issuer URL
+/// names no server.
 pub fn issuer_discovery(
     cp: &ControlPlane,
     method: &http::Method,
     path: &str,
+    host: Option<&str>,
 ) -> Option<Response<Body>> {
     let path = path.strip_suffix('/').unwrap_or(path);
     let (body, content_type) = match path {
         OPENID_CONFIGURATION => (
             json!({
                 "issuer": ISSUER,
-                "jwks_uri": format!("{ISSUER}{JWKS}"),
+                "jwks_uri": match host {
+                    Some(host) if !cp.is_hosting() => {
+                        format!("https://{host}{}{}{JWKS}", crate::TENANT_PREFIX, cp.name())
+                    }
+                    Some(host) => format!("https://{host}{JWKS}"),
+                    None => format!("{ISSUER}{JWKS}"),
+                },
                 "response_types_supported": ["id_token"],
                 "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": ["ES256"],

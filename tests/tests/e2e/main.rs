@@ -9,6 +9,7 @@ mod crds;
 mod custom_metadata;
 mod defaults;
 mod hooks;
+mod isolation;
 mod manager;
 mod metrics;
 mod openapi;

@@ -11,14 +11,14 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn control_planes(client: &kube::Client) -> Api<DynamicObject> {
+pub(crate) fn control_planes(client: &kube::Client) -> Api<DynamicObject> {
     Api::all_with(
         client.clone(),
         &kflex_controlplane::manager::api::control_planes(),
     )
 }
 
-async fn submit(
+pub(crate) async fn submit(
     client: &kube::Client,
     name: &str,
     spec: Value,
@@ -35,7 +35,7 @@ async fn submit(
         .await
 }
 
-fn condition<'a>(cp: &'a DynamicObject, kind: &str) -> Option<&'a Value> {
+pub(crate) fn condition<'a>(cp: &'a DynamicObject, kind: &str) -> Option<&'a Value> {
     cp.data["status"]["conditions"]
         .as_array()?
         .iter()
@@ -44,7 +44,7 @@ fn condition<'a>(cp: &'a DynamicObject, kind: &str) -> Option<&'a Value> {
 
 /// Waits until control plane `name` is Ready, or its `Synced` condition is False; returns
 /// it and the time taken.
-async fn settled(client: &kube::Client, name: &str) -> (DynamicObject, Duration) {
+pub(crate) async fn settled(client: &kube::Client, name: &str) -> (DynamicObject, Duration) {
     let started = Instant::now();
     loop {
         let cp = control_planes(client)
@@ -83,7 +83,7 @@ async fn ready(client: &kube::Client, name: &str) -> Duration {
 }
 
 /// The kubeconfig (key `key`) the manager wrote for control plane `name`.
-async fn kubeconfig_of(host: &kube::Client, name: &str, key: &str) -> String {
+pub(crate) async fn kubeconfig_of(host: &kube::Client, name: &str, key: &str) -> String {
     let secrets: Api<Secret> = Api::namespaced(host.clone(), &format!("{name}-system"));
     let secret = secrets
         .get("admin-kubeconfig")

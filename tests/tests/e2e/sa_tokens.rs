@@ -162,7 +162,11 @@ async fn sa_tokens_are_issued_verified_reviewed_and_revoked() {
     )
     .unwrap();
     assert_eq!(discovery["issuer"], ISSUER);
-    assert_eq!(discovery["jwks_uri"], format!("{ISSUER}/openid/v1/jwks"));
+    // The key set is where the server is reached, as upstream's external address.
+    assert_eq!(
+        discovery["jwks_uri"],
+        format!("{}/openid/v1/jwks", server.url)
+    );
 
     // The token authenticates as the ServiceAccount; RBAC denies until a RoleBinding allows.
     let robot_client = token_client(&server, &robot_token).await;

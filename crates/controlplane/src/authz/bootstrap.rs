@@ -354,19 +354,44 @@ pub fn cluster_role_bindings() -> Vec<Value> {
     ]
 }
 
+/// The ClusterRoles of the tenancy policy ([`super::tenancy`]): `workspace-admin`
+/// aggregates what `admin` does, `workspace-viewer` what `view` does.
+pub fn workspace_roles() -> Vec<Value> {
+    let mut roles = vec![
+        aggregated(super::tenancy::WORKSPACE_ADMIN, json!({}), "admin"),
+        aggregated(super::tenancy::WORKSPACE_VIEWER, json!({}), "view"),
+    ];
+    for role in &mut roles {
+        role["metadata"]["labels"] = json!({"kflex.kubestellar.org/tenancy-policy": "true"});
+        role["metadata"]["annotations"] = json!({});
+    }
+    roles
+}
+
 /// Creates the bootstrap policy objects that are missing, then aggregates.
 pub async fn ensure(cp: &ControlPlane) -> Result<(), StoreError> {
+    create_all(cp, cluster_roles(), cluster_role_bindings()).await
+}
+
+/// Creates the ClusterRoles `roles` that are missing, then aggregates.
+pub(crate) async fn create_missing(cp: &ControlPlane, roles: Vec<Value>) -> Result<(), StoreError> {
+    create_all(cp, roles, Vec::new()).await
+}
+
+/// Creates ClusterRoles `roles` and ClusterRoleBindings `bindings` that are missing, then
+/// aggregates.
+async fn create_all(
+    cp: &ControlPlane,
+    roles: Vec<Value>,
+    bindings: Vec<Value>,
+) -> Result<(), StoreError> {
     // Aggregated roles are written with their rules already gathered: one commit fewer.
-    let mut roles: Vec<(Value, i64)> = cluster_roles().into_iter().map(|o| (o, 0)).collect();
+    let mut roles: Vec<(Value, i64)> = roles.into_iter().map(|o| (o, 0)).collect();
     super::aggregation::settle(&mut roles);
     let roles = roles.into_iter().map(|(o, _)| o).collect();
     futures::future::try_join(
         cp.create_missing("rbac.authorization.k8s.io", "clusterroles", roles),
-        cp.create_missing(
-            "rbac.authorization.k8s.io",
-            "clusterrolebindings",
-            cluster_role_bindings(),
-        ),
+        cp.create_missing("rbac.authorization.k8s.io", "clusterrolebindings", bindings),
     )
     .await?;
     super::aggregation::aggregate(cp)

@@ -3,7 +3,7 @@
 //! as another user, when the requester may `impersonate` each of them.
 
 use super::Attributes;
-use crate::authn::{User, AUTHENTICATED};
+use crate::authn::{User, ANONYMOUS, AUTHENTICATED, UNAUTHENTICATED};
 use crate::controlplane::ControlPlane;
 use crate::status::ApiError;
 use http::HeaderMap;
@@ -13,8 +13,6 @@ const GROUP: &str = "impersonate-group";
 const UID: &str = "impersonate-uid";
 const EXTRA: &str = "impersonate-extra-";
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:";
-const ANONYMOUS: &str = "system:anonymous";
-const UNAUTHENTICATED: &str = "system:unauthenticated";
 
 /// The user a request acts as: `user` itself without impersonation headers, otherwise
 /// the impersonated user once `user` is allowed to impersonate every part of it.

@@ -1,7 +1,7 @@
 //! Authorization: whether an authenticated user may make a request. `system:masters`
 //! may do anything; everyone else gets what RBAC grants ([`rbac`]), starting from the
-//! bootstrap policy ([`bootstrap`]). Also the review APIs ([`review`]) and impersonation
-//! ([`impersonation`]).
+//! bootstrap policy ([`bootstrap`]), within a control plane's optional tenancy policy
+//! ([`tenancy`]). Also the review APIs ([`review`]) and impersonation ([`impersonation`]).
 
 pub mod aggregation;
 pub mod attributes;
@@ -10,6 +10,7 @@ pub mod escalation;
 pub mod impersonation;
 pub mod rbac;
 pub mod review;
+pub mod tenancy;
 
 pub use attributes::Attributes;
 pub use rbac::Decision;
@@ -71,6 +72,7 @@ pub async fn admit(
     req: &crate::http::ApiRequest,
 ) -> Result<User, ApiError> {
     let user = impersonation::acting_user(cp, user, &req.headers).await?;
+    tenancy::check(cp, &user, attrs)?;
     check(cp, &user, attrs).await?;
     escalation::check(cp, &user, attrs, req).await?;
     Ok(user)

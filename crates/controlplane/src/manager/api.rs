@@ -53,6 +53,53 @@ pub struct ControlPlaneSpec {
     /// Variables shared by every post-create hook.
     #[serde(default)]
     pub global_vars: BTreeMap<String, String>,
+    /// kflex extension: how a `k8s` control plane authenticates requests beyond its
+    /// certificates and tokens.
+    #[serde(default)]
+    pub authentication: Option<Authentication>,
+    /// kflex extension: the tenancy policy of a `k8s` control plane.
+    #[serde(default)]
+    pub tenancy_policy: Option<Enabled>,
+}
+
+/// `spec.authentication`: applied to the running control plane on each reconcile.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Authentication {
+    /// Whether requests without credentials are served as `system:anonymous` (refused
+    /// with 401 when absent or off), as upstream's `anonymous.enabled`.
+    #[serde(default)]
+    pub anonymous: Option<Enabled>,
+    /// JWT (OIDC) authenticators, as upstream's `AuthenticationConfiguration.jwt`.
+    #[serde(default)]
+    pub jwt: Vec<crate::authn::jwt::JwtConfig>,
+}
+
+impl Authentication {
+    /// What is wrong with the settings, each as `<field>: <message>`.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (i, jwt) in self.jwt.iter().enumerate() {
+            problems.extend(jwt.problems(&format!("spec.authentication.jwt[{i}]")));
+            if self.jwt[..i]
+                .iter()
+                .any(|other| other.issuer.url == jwt.issuer.url)
+            {
+                problems.push(format!(
+                    "spec.authentication.jwt[{i}].issuer.url: Duplicate value: {:?}",
+                    jwt.issuer.url
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// A switch: `{enabled: true}`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Enabled {
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 /// A control plane's type.
@@ -90,4 +137,39 @@ pub struct SecretName {
 /// The namespace of control plane `cp` on the hosting API.
 pub fn namespace_of(cp: &str) -> String {
     format!("{cp}{NAMESPACE_SUFFIX}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn authentication_settings_read_as_upstream_names_them_and_duplicates_are_refused() {
+        let jwt = json!({
+            "issuer": {"url": "https://idp.example", "discoveryURL": "https://idp.example/d",
+                       "audiences": ["kflex"]},
+            "claimMappings": {"username": {"claim": "email"}, "groups": {"claim": "groups", "prefix": "idp:"}},
+        });
+        let spec: ControlPlaneSpec = serde_json::from_value(json!({
+            "type": "k8s",
+            "authentication": {"anonymous": {"enabled": true}, "jwt": [jwt, jwt]},
+            "tenancyPolicy": {"enabled": true},
+        }))
+        .unwrap();
+        let authentication = spec.authentication.unwrap();
+        assert_eq!(authentication.anonymous, Some(Enabled { enabled: true }));
+        assert_eq!(spec.tenancy_policy, Some(Enabled { enabled: true }));
+        let first = &authentication.jwt[0];
+        assert_eq!(
+            first.issuer.discovery_url.as_deref(),
+            Some("https://idp.example/d")
+        );
+        let groups = first.claim_mappings.groups.as_ref().unwrap();
+        assert_eq!(groups.prefix.as_deref(), Some("idp:"));
+        assert_eq!(
+            authentication.problems(),
+            ["spec.authentication.jwt[1].issuer.url: Duplicate value: \"https://idp.example\""]
+        );
+    }
 }

@@ -19,6 +19,17 @@ pub(super) async fn ensure(
     name: &str,
     spec: &ControlPlaneSpec,
 ) -> Result<Provisioned, ManagerError> {
+    let problems = spec
+        .authentication
+        .as_ref()
+        .map(|a| a.problems())
+        .unwrap_or_default();
+    if !problems.is_empty() {
+        return Err(ManagerError::Invalid(format!(
+            "invalid authentication settings: {}",
+            problems.join("; ")
+        )));
+    }
     let namespace = ensure_namespace(ctx, name).await?;
     let ca_secret = ensure_secret(
         ctx,
@@ -33,8 +44,9 @@ pub(super) async fn ensure(
             credentials::CA_SECRET
         ))
     })??;
-    if ctx.router.tenant(name).is_none() {
-        serve(ctx, name, spec, &ca).await?;
+    match ctx.router.tenant(name) {
+        Some(tenant) => configure(&tenant, spec).await?,
+        None => serve(ctx, name, spec, &ca).await?,
     }
     let admin = ca.client_certificate(credentials::ADMIN_USER, &[credentials::ADMIN_GROUP])?;
     let path = format!("{}{name}", crate::TENANT_PREFIX);
@@ -81,11 +93,26 @@ async fn serve(
     let (_, manager) = super::manager_identity();
     authenticator.add_token(ctx.config.token.clone(), manager);
     let tenant = ControlPlane::start(name, store.store.clone(), authenticator).await?;
+    configure(&tenant, spec).await?;
     ctx.tenants
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(name.to_owned(), store);
     ctx.router.add_tenant(tenant);
+    Ok(())
+}
+
+/// Applies the ControlPlane's authentication settings and tenancy policy to the tenant
+/// (while it serves: no restart).
+async fn configure(tenant: &ControlPlane, spec: &ControlPlaneSpec) -> Result<(), ManagerError> {
+    let authentication = spec.authentication.clone().unwrap_or_default();
+    let anonymous = authentication.anonymous.is_some_and(|a| a.enabled);
+    tenant
+        .authenticator()
+        .configure(anonymous, &authentication.jwt)
+        .map_err(|e| ManagerError::Invalid(format!("spec.authentication: {e}")))?;
+    let tenancy = spec.tenancy_policy.is_some_and(|p| p.enabled);
+    crate::authz::tenancy::apply(tenant, tenancy).await?;
     Ok(())
 }
 

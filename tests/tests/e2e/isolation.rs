@@ -1,0 +1,734 @@
+//! Tenant isolation and per-control-plane authentication, from outside: several control
+//! planes made by the manager, each with users of every kind (admin certificate,
+//! ServiceAccount token, bootstrap token, OIDC user of another control plane acting as
+//! the identity provider), every credential against every control plane and the hosting
+//! API with every verb. A credential works where it was made, as RBAC says, and is 401
+//! everywhere else. Also anonymous requests, the tenancy policy and settings that change
+//! on a running control plane.
+
+use crate::manager::{condition, control_planes, kubeconfig_of, settled, submit};
+use crate::support::{api_error, check, check_fails, client, kubectl, kubectls};
+use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenRequest};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kflex_e2e::KflexServer;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// The control planes of the matrix.
+const TENANTS: [&str; 3] = ["iso-a", "iso-b", "iso-c"];
+/// The control plane whose ServiceAccount tokens are the OIDC users' ID tokens.
+const IDP: &str = "iso-idp";
+/// The issuer of every kflex control plane's ServiceAccount tokens.
+const SA_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+/// The namespace the tenant users work in.
+const WORK: &str = "work";
+
+fn object<T: k8s_openapi::serde::de::DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).unwrap()
+}
+
+/// A client of `server` at `path` (`""` for the hosting API, `/clusters/<cp>` for a
+/// tenant) that authenticates with `auth` (nothing when default).
+async fn connect(server: &KflexServer, path: &str, auth: &AuthInfo) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .unwrap();
+    config.cluster_url = format!("{}{path}", server.url).parse().unwrap();
+    config.auth_info = auth.clone();
+    config.default_retry = false;
+    kube::Client::try_from(config).unwrap()
+}
+
+fn bearer(token: &str) -> AuthInfo {
+    object(json!({"token": token}))
+}
+
+/// The admin credential (client certificate) of control plane `cp`.
+async fn admin_of(host: &kube::Client, cp: &str) -> AuthInfo {
+    let kubeconfig = Kubeconfig::from_yaml(&kubeconfig_of(host, cp, "kubeconfig").await).unwrap();
+    kubeconfig.auth_infos[0].auth_info.clone().unwrap()
+}
+
+/// Waits until ControlPlane `name` is Ready.
+async fn ready(host: &kube::Client, name: &str) {
+    let (cp, _) = settled(host, name).await;
+    assert_eq!(
+        condition(&cp, "Ready").map(|c| c["status"].clone()),
+        Some(json!("True")),
+        "{:?}",
+        cp.data["status"]
+    );
+}
+
+/// A token of ServiceAccount `namespace/name` for `audiences` (the API's when empty).
+async fn sa_token(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    audiences: &[&str],
+) -> String {
+    let spec = if audiences.is_empty() {
+        json!({})
+    } else {
+        json!({"audiences": audiences})
+    };
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create_token_request(
+            name,
+            &PostParams::default(),
+            &object::<TokenRequest>(json!({"spec": spec})),
+        )
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token
+}
+
+async fn create<K>(api: &Api<K>, value: Value)
+where
+    K: kube::Resource
+        + Clone
+        + k8s_openapi::serde::de::DeserializeOwned
+        + k8s_openapi::serde::Serialize
+        + std::fmt::Debug,
+{
+    api.create(&PostParams::default(), &object::<K>(value))
+        .await
+        .unwrap();
+}
+
+/// The HTTP status of one request through `client`.
+async fn status(client: &kube::Client, method: &str, path: &str, body: Option<Value>) -> u16 {
+    let body = body.map_or_else(Vec::new, |b| serde_json::to_vec(&b).unwrap());
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(kube::client::Body::from(body))
+        .unwrap();
+    client.send(request).await.unwrap().status().as_u16()
+}
+
+/// What a credential may do in its own control plane.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Rights {
+    /// Everything (`system:masters`).
+    Admin,
+    /// `workspace-admin` in namespace `work`: that namespace's objects, nothing cluster-wide.
+    WorkspaceAdmin,
+    /// `workspace-viewer` in `work`: reading that namespace's objects.
+    WorkspaceViewer,
+    /// Discovery only.
+    Discovery,
+}
+
+/// The requests of the matrix: `(label, method, path, body)`, for credential `who`.
+fn requests(who: &str) -> Vec<(String, &'static str, String, Option<Value>)> {
+    let cm = format!("cm-{who}");
+    let cr = format!("cr-{who}");
+    let configmap = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": cm}, "data": {"k": "v"}});
+    let configmap_v2 = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                              "metadata": {"name": cm}, "data": {"k": "v2"}});
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                      "metadata": {"name": cr}, "rules": []});
+    let cms = format!("/api/v1/namespaces/{WORK}/configmaps");
+    let crs = "/apis/rbac.authorization.k8s.io/v1/clusterroles".to_owned();
+    vec![
+        ("version".into(), "GET", "/version".into(), None),
+        ("discovery".into(), "GET", "/api".into(), None),
+        ("healthz".into(), "GET", "/healthz".into(), None),
+        ("list configmaps".into(), "GET", cms.clone(), None),
+        (
+            "watch configmaps".into(),
+            "GET",
+            format!("{cms}?watch=1&timeoutSeconds=1"),
+            None,
+        ),
+        ("get configmap".into(), "GET", format!("{cms}/probe"), None),
+        (
+            "create configmap".into(),
+            "POST",
+            cms.clone(),
+            Some(configmap),
+        ),
+        (
+            "update configmap".into(),
+            "PUT",
+            format!("{cms}/{cm}"),
+            Some(configmap_v2),
+        ),
+        (
+            "delete configmap".into(),
+            "DELETE",
+            format!("{cms}/{cm}"),
+            None,
+        ),
+        ("list clusterroles".into(), "GET", crs.clone(), None),
+        (
+            "watch clusterroles".into(),
+            "GET",
+            format!("{crs}?watch=1&timeoutSeconds=1"),
+            None,
+        ),
+        ("get clusterrole".into(), "GET", format!("{crs}/view"), None),
+        (
+            "create clusterrole".into(),
+            "POST",
+            crs.clone(),
+            Some(role.clone()),
+        ),
+        (
+            "update clusterrole".into(),
+            "PUT",
+            format!("{crs}/{cr}"),
+            Some(role),
+        ),
+        (
+            "delete clusterrole".into(),
+            "DELETE",
+            format!("{crs}/{cr}"),
+            None,
+        ),
+    ]
+}
+
+/// The status a request of [`requests`] gets in the credential's own control plane.
+fn expected(rights: Rights, label: &str) -> u16 {
+    let public = matches!(label, "version" | "discovery" | "healthz");
+    let namespaced_read = matches!(
+        label,
+        "list configmaps" | "watch configmaps" | "get configmap"
+    );
+    let namespaced = label.ends_with("configmaps") || label.ends_with("configmap");
+    let allowed = match rights {
+        Rights::Admin => true,
+        Rights::WorkspaceAdmin => public || namespaced,
+        Rights::WorkspaceViewer => public || namespaced_read,
+        Rights::Discovery => public,
+    };
+    match (allowed, label.split(' ').next()) {
+        (false, _) => 403,
+        (true, Some("create")) => 201,
+        (true, _) => 200,
+    }
+}
+
+#[tokio::test]
+async fn every_credential_works_in_its_own_control_plane_only() {
+    let server = KflexServer::start();
+    let host = client(&server).await;
+    let started = Instant::now();
+    // The identity provider: anonymous requests allowed, and allowed to read the issuer
+    // discovery documents, as upstream's documentation sets up for OIDC relying parties.
+    submit(
+        &host,
+        IDP,
+        json!({"type": "k8s", "authentication": {"anonymous": {"enabled": true}}}),
+    )
+    .await
+    .unwrap();
+    let ca_pem = {
+        let kubeconfig: Value =
+            serde_json::from_str(&std::fs::read_to_string(&server.kubeconfig).unwrap()).unwrap();
+        let data = kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        use base64::Engine as _;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    for cp in TENANTS {
+        let spec = json!({
+            "type": "k8s",
+            "tenancyPolicy": {"enabled": true},
+            "authentication": {"jwt": [{
+                "issuer": {
+                    "url": SA_ISSUER,
+                    "discoveryURL": format!("{}/clusters/{IDP}/.well-known/openid-configuration", server.url),
+                    "audiences": [cp],
+                    "certificateAuthority": ca_pem,
+                },
+                "claimMappings": {"username": {"claim": "sub", "prefix": "oidc:"}},
+            }]},
+        });
+        submit(&host, cp, spec).await.unwrap();
+    }
+    ready(&host, IDP).await;
+    let idp = connect(
+        &server,
+        &format!("/clusters/{IDP}"),
+        &admin_of(&host, IDP).await,
+    )
+    .await;
+    create(
+        &Api::<ClusterRoleBinding>::all(idp.clone()),
+        json!({"metadata": {"name": "oidc-discovery"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": "system:service-account-issuer-discovery"},
+               "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io",
+                             "name": "system:unauthenticated"}]}),
+    )
+    .await;
+    create(
+        &Api::<Namespace>::all(idp.clone()),
+        json!({"metadata": {"name": "people"}}),
+    )
+    .await;
+    create(
+        &Api::<ServiceAccount>::namespaced(idp.clone(), "people"),
+        json!({"metadata": {"name": "alice"}}),
+    )
+    .await;
+
+    // Each tenant: a namespace with a probe object, a ServiceAccount that may read it, a
+    // workspace admin from the identity provider, and a bootstrap token.
+    let mut credentials: Vec<(String, Option<&str>, Rights, AuthInfo)> = vec![(
+        "anonymous".into(),
+        None,
+        Rights::Discovery,
+        AuthInfo::default(),
+    )];
+    for (i, cp) in TENANTS.into_iter().enumerate() {
+        ready(&host, cp).await;
+        let admin_auth = admin_of(&host, cp).await;
+        let admin = connect(&server, &format!("/clusters/{cp}"), &admin_auth).await;
+        create(
+            &Api::<Namespace>::all(admin.clone()),
+            json!({"metadata": {"name": WORK}}),
+        )
+        .await;
+        create(
+            &Api::<ConfigMap>::namespaced(admin.clone(), WORK),
+            json!({"metadata": {"name": "probe"}}),
+        )
+        .await;
+        create(
+            &Api::<ServiceAccount>::namespaced(admin.clone(), WORK),
+            json!({"metadata": {"name": "robot"}}),
+        )
+        .await;
+        let bindings = Api::<RoleBinding>::namespaced(admin.clone(), WORK);
+        for (name, role, subject) in [
+            (
+                "robot-views",
+                "workspace-viewer",
+                json!({"kind": "ServiceAccount", "name": "robot", "namespace": WORK}),
+            ),
+            (
+                "alice-admin",
+                "workspace-admin",
+                json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io",
+                    "name": "oidc:system:serviceaccount:people:alice"}),
+            ),
+        ] {
+            create(
+                &bindings,
+                json!({"metadata": {"name": name},
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                       "subjects": [subject]}),
+            )
+            .await;
+        }
+        let token_id = format!("token{i}");
+        create(
+            &Api::<Secret>::namespaced(admin.clone(), "kube-system"),
+            json!({"metadata": {"name": format!("bootstrap-token-{token_id}")},
+                   "type": "bootstrap.kubernetes.io/token",
+                   "stringData": {"token-id": token_id, "token-secret": "0123456789abcdef",
+                                  "usage-bootstrap-authentication": "true"}}),
+        )
+        .await;
+        let robot = sa_token(&admin, WORK, "robot", &[]).await;
+        let alice = sa_token(&idp, "people", "alice", &[cp]).await;
+        credentials.extend([
+            (format!("{cp}-admin"), Some(cp), Rights::Admin, admin_auth),
+            (
+                format!("{cp}-robot"),
+                Some(cp),
+                Rights::WorkspaceViewer,
+                bearer(&robot),
+            ),
+            (
+                format!("{cp}-alice"),
+                Some(cp),
+                Rights::WorkspaceAdmin,
+                bearer(&alice),
+            ),
+            (
+                format!("{cp}-bootstrap"),
+                Some(cp),
+                Rights::Discovery,
+                bearer(&format!("{token_id}.0123456789abcdef")),
+            ),
+        ]);
+    }
+    let setup = started.elapsed();
+
+    // Who each credential is where it works.
+    for (who, owner, _, auth) in &credentials {
+        let Some(cp) = owner else { continue };
+        let tenant = connect(&server, &format!("/clusters/{cp}"), auth).await;
+        let me = Api::<SelfSubjectReview>::all(tenant)
+            .create(&PostParams::default(), &SelfSubjectReview::default())
+            .await
+            .unwrap_or_else(|e| panic!("{who}: {e}"));
+        let user = me.status.unwrap().user_info.unwrap();
+        let name = user.username.unwrap();
+        let wanted = match who.rsplit('-').next().unwrap() {
+            "admin" => "kubernetes-admin".to_owned(),
+            "robot" => format!("system:serviceaccount:{WORK}:robot"),
+            "alice" => "oidc:system:serviceaccount:people:alice".to_owned(),
+            _ => format!(
+                "system:bootstrap:token{}",
+                TENANTS.iter().position(|t| t == cp).unwrap()
+            ),
+        };
+        assert_eq!(name, wanted, "{who}");
+    }
+
+    // Every credential against every control plane and the hosting API.
+    let mut targets: Vec<(String, String)> = TENANTS
+        .iter()
+        .chain([&IDP])
+        .map(|cp| (cp.to_string(), format!("/clusters/{cp}")))
+        .collect();
+    targets.push(("hosting".into(), String::new()));
+    let matrix_started = Instant::now();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    let server = &server;
+    for (who, owner, rights, auth) in &credentials {
+        let checks = targets.iter().map(|(target, path)| async move {
+            let client = connect(server, path, auth).await;
+            let mut outcomes = Vec::new();
+            for (label, method, request_path, body) in requests(who) {
+                let got = status(&client, method, &request_path, body).await;
+                let want = match (owner, target.as_str()) {
+                    (Some(cp), target) if *cp == target => expected(*rights, &label),
+                    // The identity provider serves anonymous requests: public paths only.
+                    (None, IDP) if matches!(label.as_str(), "version" | "healthz") => 200,
+                    (None, IDP) => 403,
+                    // The hosting API's health answers everyone (the process's probe).
+                    (_, "hosting") if label == "healthz" => 200,
+                    _ => 401,
+                };
+                outcomes.push((target.clone(), label, got, want));
+            }
+            outcomes
+        });
+        for (target, label, got, want) in futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .flatten()
+        {
+            checked += 1;
+            if got != want {
+                failures.push(format!(
+                    "{who} -> {target}: {label}: got {got}, want {want}"
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(
+        checked,
+        credentials.len() * targets.len() * requests("x").len()
+    );
+    eprintln!(
+        "isolation matrix: {checked} requests in {:?} (setup of 4 control planes and their users {setup:?})",
+        matrix_started.elapsed()
+    );
+
+    // The tenancy policy's refusal says why.
+    let alice = credentials.iter().find(|c| c.0 == "iso-a-alice").unwrap();
+    let tenant = connect(server, "/clusters/iso-a", &alice.3).await;
+    let error = Api::<ClusterRoleBinding>::all(tenant.clone())
+        .create(
+            &PostParams::default(),
+            &object(json!({"metadata": {"name": "mine"},
+                           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                           "subjects": []})),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = error else {
+        panic!("{error:?}")
+    };
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    assert!(
+        status.message.contains("tenancy policy"),
+        "{}",
+        status.message
+    );
+    // kubectl, as the OIDC user: its own control plane answers as RBAC says, the policy
+    // explains itself, another control plane does not know the user.
+    let kubectls = kubectls();
+    for binary in kubectls.first().into_iter().chain(kubectls.last()) {
+        let kubeconfig = |cp: &str| {
+            let mut config: Value =
+                serde_json::from_str(&std::fs::read_to_string(&server.kubeconfig).unwrap())
+                    .unwrap();
+            config["clusters"][0]["cluster"]["server"] =
+                json!(format!("{}/clusters/{cp}", server.url));
+            config["users"][0]["user"] = serde_json::to_value(&alice.3).unwrap();
+            let path = server
+                .data_dir
+                .path()
+                .join(format!("alice-{cp}.kubeconfig"));
+            std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+            path.to_string_lossy().into_owned()
+        };
+        let (own, other) = (kubeconfig("iso-a"), kubeconfig("iso-b"));
+        let out = kubectl(
+            binary,
+            server,
+            &[
+                "--kubeconfig",
+                &own,
+                "get",
+                "configmaps",
+                "-n",
+                WORK,
+                "-o",
+                "name",
+            ],
+        );
+        assert!(check(binary, &out).contains("configmap/probe"));
+        let out = kubectl(
+            binary,
+            server,
+            &[
+                "--kubeconfig",
+                &own,
+                "create",
+                "clusterrole",
+                "mine",
+                "--verb=get",
+                "--resource=pods",
+            ],
+        );
+        check_fails(binary, &out, "tenancy policy");
+        let out = kubectl(
+            binary,
+            server,
+            &["--kubeconfig", &other, "get", "configmaps", "-n", WORK],
+        );
+        check_fails(binary, &out, "You must be logged in to the server");
+    }
+    // A workspace admin manages access inside the namespace, within what it holds.
+    create(
+        &Api::<Role>::namespaced(tenant.clone(), WORK),
+        json!({"metadata": {"name": "cm-reader"},
+               "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]}),
+    )
+    .await;
+    let escalating = Api::<Role>::namespaced(tenant.clone(), WORK)
+        .create(
+            &PostParams::default(),
+            &object(json!({"metadata": {"name": "nodes"},
+                           "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(escalating).0, 403);
+}
+
+#[tokio::test]
+async fn authentication_settings_apply_to_a_running_control_plane() {
+    let server = KflexServer::start();
+    let host = client(&server).await;
+    let name = "iso-settings";
+    submit(&host, name, json!({"type": "k8s"})).await.unwrap();
+    ready(&host, name).await;
+    let path = format!("/clusters/{name}");
+    let anonymous = connect(&server, &path, &AuthInfo::default()).await;
+    let forged = connect(&server, &path, &bearer("abcdef.0123456789abcdef")).await;
+    let admin = connect(&server, &path, &admin_of(&host, name).await).await;
+    // Off by default: no credentials, no answer, health included.
+    for path in [
+        "/version",
+        "/healthz",
+        "/readyz",
+        "/livez",
+        "/api/v1/namespaces",
+    ] {
+        assert_eq!(status(&anonymous, "GET", path, None).await, 401, "{path}");
+    }
+    // The hosting API's health stays open: it is the process's probe.
+    let hosting = connect(&server, "", &AuthInfo::default()).await;
+    assert_eq!(status(&hosting, "GET", "/healthz", None).await, 200);
+    assert_eq!(status(&hosting, "GET", "/version", None).await, 401);
+
+    let control_planes = control_planes(&host);
+    let patch = |spec: Value| {
+        let control_planes = control_planes.clone();
+        async move {
+            control_planes
+                .patch(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": spec})),
+                )
+                .await
+        }
+    };
+    patch(json!({"authentication": {"anonymous": {"enabled": true}}}))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while status(&anonymous, "GET", "/version", None).await != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "anonymous never enabled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for path in ["/version", "/healthz", "/readyz", "/livez"] {
+        assert_eq!(status(&anonymous, "GET", path, None).await, 200, "{path}");
+    }
+    let error = Api::<Namespace>::all(anonymous.clone())
+        .list(&Default::default())
+        .await
+        .unwrap_err();
+    let kube::Error::Api(refusal) = error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(refusal.code, 403);
+    assert!(
+        refusal.message.contains("\"system:anonymous\""),
+        "{}",
+        refusal.message
+    );
+    // Credentials that fail are refused, not taken for anonymous.
+    assert_eq!(status(&forged, "GET", "/version", None).await, 401);
+
+    // What the schema can tell is refused with 422; the rest shows on the ControlPlane.
+    let bad_url = patch(
+        json!({"authentication": {"jwt": [{"issuer": {"url": "http://idp", "audiences": ["x"]}}]}}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(api_error(bad_url), (422, "Invalid".into()));
+    let no_audience = patch(
+        json!({"authentication": {"jwt": [{"issuer": {"url": "https://idp", "audiences": []}}]}}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(api_error(no_audience).0, 422);
+    patch(json!({"authentication": {"jwt": [{"issuer": {"url": SA_ISSUER, "audiences": ["x"]}}]}}))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let message = loop {
+        let cp = control_planes.get(name).await.unwrap();
+        let synced = condition(&cp, "Synced").cloned().unwrap_or_default();
+        if synced["status"] == "False" {
+            break synced["message"].as_str().unwrap_or_default().to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            cp.data["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        message.contains("spec.authentication.jwt[0].issuer.url")
+            && message.contains("discoveryURL"),
+        "{message}"
+    );
+    // The control plane keeps serving with the settings it had.
+    assert_eq!(status(&anonymous, "GET", "/version", None).await, 200);
+
+    // The tenancy policy, switched on while a user may write ClusterRoles through RBAC.
+    patch(json!({"authentication": {"anonymous": {"enabled": false}, "jwt": null}}))
+        .await
+        .unwrap();
+    create(
+        &Api::<ClusterRoleBinding>::all(admin.clone()),
+        json!({"metadata": {"name": "bob-rbac"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+               "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "system:bootstrap:bobbob"}]}),
+    )
+    .await;
+    create(
+        &Api::<Secret>::namespaced(admin.clone(), "kube-system"),
+        json!({"metadata": {"name": "bootstrap-token-bobbob"},
+               "type": "bootstrap.kubernetes.io/token",
+               "stringData": {"token-secret": "0123456789abcdef", "usage-bootstrap-authentication": "true"}}),
+    )
+    .await;
+    let bob = connect(&server, &path, &bearer("bobbob.0123456789abcdef")).await;
+    let role = |n: &str| object::<ClusterRole>(json!({"metadata": {"name": n}, "rules": []}));
+    Api::<ClusterRole>::all(bob.clone())
+        .create(&PostParams::default(), &role("bob-1"))
+        .await
+        .unwrap();
+    assert_eq!(status(&anonymous, "GET", "/version", None).await, 401);
+    patch(json!({"tenancyPolicy": {"enabled": true}}))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let refusal = loop {
+        match Api::<ClusterRole>::all(bob.clone())
+            .create(&PostParams::default(), &role("bob-2"))
+            .await
+        {
+            Ok(_) => {
+                Api::<ClusterRole>::all(admin.clone())
+                    .delete("bob-2", &Default::default())
+                    .await
+                    .unwrap();
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the policy never applied"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => break error,
+        }
+    };
+    assert_eq!(api_error(refusal).0, 403);
+    assert_eq!(
+        api_error(
+            Api::<ClusterRole>::all(bob.clone())
+                .delete("bob-1", &Default::default())
+                .await
+                .unwrap_err()
+        )
+        .0,
+        403
+    );
+    // The admin is not bound by it, and the workspace roles exist with upstream's rules.
+    Api::<ClusterRole>::all(admin.clone())
+        .delete("bob-1", &Default::default())
+        .await
+        .unwrap();
+    let roles = Api::<ClusterRole>::all(admin.clone());
+    let rules = |role: ClusterRole| serde_json::to_value(role.rules.unwrap_or_default()).unwrap();
+    assert_eq!(
+        rules(roles.get("workspace-admin").await.unwrap()),
+        rules(roles.get("admin").await.unwrap())
+    );
+    assert_eq!(
+        rules(roles.get("workspace-viewer").await.unwrap()),
+        rules(roles.get("view").await.unwrap())
+    );
+}
