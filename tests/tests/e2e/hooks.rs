@@ -12,7 +12,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn api(client: &kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
+pub(crate) fn api(client: &kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
     let resource = kube::core::ApiResource {
         group: "tenancy.kflex.kubestellar.org".into(),
         version: "v1alpha1".into(),
@@ -35,16 +35,20 @@ async fn create(client: &kube::Client, kind: &str, plural: &str, name: &str, spe
         .unwrap();
 }
 
-async fn hook(client: &kube::Client, name: &str, spec: Value) {
+pub(crate) async fn hook(client: &kube::Client, name: &str, spec: Value) {
     create(client, "PostCreateHook", "postcreatehooks", name, spec).await;
 }
 
-async fn control_plane(client: &kube::Client, name: &str, spec: Value) {
+pub(crate) async fn control_plane(client: &kube::Client, name: &str, spec: Value) {
     create(client, "ControlPlane", "controlplanes", name, spec).await;
 }
 
 /// Polls ControlPlane `name` until `done` holds for it (at most 30 s).
-async fn until(client: &kube::Client, name: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn until(
+    client: &kube::Client,
+    name: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let started = Instant::now();
     loop {
         let cp = api(client, "ControlPlane", "controlplanes")
@@ -63,14 +67,14 @@ async fn until(client: &kube::Client, name: &str, done: impl Fn(&Value) -> bool)
     }
 }
 
-fn condition<'a>(status: &'a Value, kind: &str) -> &'a Value {
+pub(crate) fn condition<'a>(status: &'a Value, kind: &str) -> &'a Value {
     status["conditions"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["type"] == kind))
         .unwrap_or(&Value::Null)
 }
 
-fn ready(status: &Value) -> bool {
+pub(crate) fn ready(status: &Value) -> bool {
     condition(status, "Ready")["status"] == "True"
 }
 

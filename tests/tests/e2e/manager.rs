@@ -83,7 +83,7 @@ async fn ready(client: &kube::Client, name: &str) -> Duration {
 }
 
 /// The kubeconfig (key `key`) the manager wrote for control plane `name`.
-async fn kubeconfig_of(host: &kube::Client, name: &str, key: &str) -> String {
+pub(crate) async fn kubeconfig_of(host: &kube::Client, name: &str, key: &str) -> String {
     let secrets: Api<Secret> = Api::namespaced(host.clone(), &format!("{name}-system"));
     let secret = secrets
         .get("admin-kubeconfig")
@@ -93,7 +93,7 @@ async fn kubeconfig_of(host: &kube::Client, name: &str, key: &str) -> String {
     String::from_utf8(data[key].0.clone()).expect("UTF-8 kubeconfig")
 }
 
-async fn client_from(kubeconfig: &str, server: Option<String>) -> kube::Client {
+pub(crate) async fn client_from(kubeconfig: &str, server: Option<String>) -> kube::Client {
     let kubeconfig = Kubeconfig::from_yaml(kubeconfig).expect("a kubeconfig");
     let mut config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
