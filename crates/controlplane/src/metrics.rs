@@ -2,7 +2,9 @@
 //! `control_plane` label: `apiserver_request_total`, `apiserver_request_duration_seconds`
 //! and `apiserver_longrunning_requests` (watches among them: upstream replaced
 //! `apiserver_registered_watchers` with it), recorded as requests come; and, read from the
-//! stores at scrape time, `apiserver_storage_objects` (label `resource`, as upstream) and
+//! stores at scrape time, `apiserver_storage_objects` (label `resource`, as upstream),
+//! `apiserver_storage_size_bytes` (labelled `control_plane` where upstream has
+//! `storage_cluster_id`) and
 //! `kflex_resourcequota` (kube-state-metrics' `kube_resourcequota` labels: each
 //! ResourceQuota's `hard` and `used` amounts). Served at `/metrics`: the hosting API shows
 //! every control plane's series, a tenant only its own. Recording a request costs a few
@@ -214,6 +216,11 @@ pub async fn render(control_plane: Option<&str>) -> String {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    control_plane: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StorageLabels {
     resource: String,
     control_plane: String,
@@ -234,9 +241,17 @@ struct QuotaLabels {
 /// its ResourceQuotas.
 async fn stored_metrics(served: &[Arc<ControlPlane>]) -> String {
     let objects = Family::<StorageLabels, Gauge>::default();
+    let sizes = Family::<StoreLabels, Gauge>::default();
     let quotas = Family::<QuotaLabels, Gauge<f64, AtomicU64>>::default();
     let reads = served.iter().map(|cp| async {
         let store = cp.store();
+        if let Ok(Some(bytes)) = store.size().await {
+            sizes
+                .get_or_create(&StoreLabels {
+                    control_plane: cp.name().to_owned(),
+                })
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
         let mut prefixes = BTreeMap::new();
         for def in cp.registry().all() {
             prefixes
@@ -298,6 +313,11 @@ async fn stored_metrics(served: &[Arc<ControlPlane>]) -> String {
         "apiserver_storage_objects",
         "Number of stored objects at the time of last check split by kind",
         objects,
+    );
+    registry.register(
+        "apiserver_storage_size_bytes",
+        "Size of the storage database file physically allocated in bytes",
+        sizes,
     );
     registry.register(
         "kflex_resourcequota",

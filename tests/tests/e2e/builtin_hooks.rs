@@ -1,9 +1,10 @@
 //! The built-in hooks and actions, from outside: `networking` and `monitoring` installed
 //! at start-up (and upgraded over user edits of their fields), NetworkPolicies kept in
 //! namespaces a tenant creates later (also after a restart), the `monitoring` hook's
-//! objects for a Prometheus operator and its metrics, and `exec` actions: refused unless
-//! the server allows them, run with the tenant's kubeconfig, their output in an Event, a
-//! hung program killed at its timeout and retried.
+//! objects for a Prometheus operator and the metrics they use (object counts, store size,
+//! quota amounts), and `exec` actions: refused unless the server allows them, run with
+//! the tenant's kubeconfig, their output in an Event, a hung program killed at its timeout
+//! and retried.
 
 use crate::hooks::{api, condition, control_plane, hook, ready, until};
 use crate::manager::{client_from, kubeconfig_of};
@@ -340,6 +341,15 @@ async fn monitoring_hook_needs_the_operator_kinds_and_metrics_count_objects_and_
     );
     assert!(
         text.contains("# TYPE apiserver_storage_objects gauge"),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "apiserver_storage_size_bytes",
+            &["control_plane=\"mon\""]
+        )
+        .is_some_and(|bytes| bytes > 0.0),
         "{text}"
     );
     let quota_labels = [
