@@ -1,7 +1,8 @@
 //! PostCreateHooks, from outside: KubeFlex's hook scenarios against the real `kflex serve`
 //! (variables and their precedence, a hook created after the control plane, a hook added
 //! by patching, an edited hook re-applied, `waitForPostCreateHooks` with a Job), bad
-//! templates reported on the ControlPlane, and what hooks applied removed with it.
+//! templates (and objects the API refuses) reported on the ControlPlane and fixed by the
+//! next retry, and what hooks applied removed with it.
 
 use crate::support::client;
 use k8s_openapi::api::batch::v1::Job;
@@ -359,6 +360,55 @@ async fn bad_hooks_are_reported_on_the_control_plane() {
         configmaps.get_opt("x").await.unwrap().is_none(),
         "nothing written elsewhere"
     );
+
+    // A template the API refuses, after one it accepts: the hook fails with the API's
+    // reason; once fixed, the next retry applies both over what the first try left.
+    hook(
+        &host,
+        "invalid",
+        json!({"templates": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "first"}},
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Not_A_Name"}},
+        ]}),
+    )
+    .await;
+    control_plane(
+        &host,
+        "cp-invalid",
+        json!({"type": "k8s", "postCreateHooks": [{"hookName": "invalid"}]}),
+    )
+    .await;
+    let status = until(&host, "cp-invalid", |s| {
+        condition(s, "Synced")["status"] == "False"
+    })
+    .await;
+    let message = condition(&status, "Synced")["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "hook invalid: ConfigMap \"Not_A_Name\" is invalid: metadata.name: Invalid value"
+        ),
+        "{message}"
+    );
+    assert_eq!(status["postCreateHooks"], json!({"invalid": false}));
+    api(&host, "PostCreateHook", "postcreatehooks")
+        .patch(
+            "invalid",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"templates": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "first"}},
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "second"}},
+            ]}})),
+        )
+        .await
+        .unwrap();
+    until(&host, "cp-invalid", |s| {
+        s["postCreateHookCompleted"] == true
+    })
+    .await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(host.clone(), "cp-invalid-system");
+    for name in ["first", "second"] {
+        assert!(configmaps.get_opt(name).await.unwrap().is_some(), "{name}");
+    }
 }
 
 #[tokio::test]
