@@ -1,6 +1,6 @@
-//! The `networking` action: NetworkPolicies in every namespace of a control plane, kept in
-//! namespaces created later by the manager (which calls [`ensure_namespace`] when the
-//! tenant's store reports a new namespace).
+//! The `networking` action: NetworkPolicies in every namespace of a control plane, kept by
+//! the manager: it calls [`ensure_namespace`] when the tenant's store reports a new
+//! namespace, and [`restore`] when one of the policies is deleted.
 //!
 //! Mode `strict` (the default, variable `NetworkMode`): `default-deny` isolates every pod
 //! for ingress and egress, `allow-same-namespace` lets pods of the namespace talk to each
@@ -142,6 +142,38 @@ pub async fn ensure_namespace(
     Ok(())
 }
 
+/// Applies `mode` again in `namespace` after one of its policies was deleted, unless the
+/// namespace is gone or going, or holds a policy of the other mode (a switch of modes is
+/// under way, and its deletions are not to be undone).
+pub async fn restore(client: &kube::Client, namespace: &str, mode: Mode) -> Result<(), HookError> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    match namespaces.get_opt(namespace).await? {
+        Some(found) if found.metadata.deletion_timestamp.is_none() => {}
+        _ => return Ok(()),
+    }
+    let (_, unwanted) = policies(namespace, mode);
+    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), namespace);
+    let managed = kube::api::ListParams::default()
+        .labels(&format!("{}={}", MANAGED_LABEL.0, MANAGED_LABEL.1));
+    let switching = api.list(&managed).await?.into_iter().any(|p| {
+        p.metadata
+            .name
+            .is_some_and(|name| unwanted.contains(&name.as_str()))
+    });
+    if switching {
+        return Ok(());
+    }
+    ensure_namespace(client, namespace, mode).await
+}
+
+/// Whether `name` is one of the policies `mode` keeps in `namespace`.
+pub fn is_kept(namespace: &str, name: &str, mode: Mode) -> bool {
+    policies(namespace, mode)
+        .0
+        .iter()
+        .any(|p| p["metadata"]["name"] == name)
+}
+
 /// Applies `mode` to every namespace of the control plane `client` reaches, except those
 /// being deleted (which accept no new objects).
 pub async fn ensure_all(client: &kube::Client, mode: Mode) -> Result<(), HookError> {
@@ -194,6 +226,9 @@ mod tests {
         );
         let (wanted, _) = policies("kube-system", Mode::Strict);
         assert_eq!(names(&wanted).last(), Some(&"allow-dns-ingress"));
+        assert!(is_kept("kube-system", "allow-dns-ingress", Mode::Strict));
+        assert!(!is_kept("team", "allow-dns-ingress", Mode::Strict));
+        assert!(!is_kept("team", "default-deny", Mode::Open));
         let (wanted, unwanted) = policies("team", Mode::Open);
         assert_eq!(names(&wanted), ["allow-all"]);
         assert_eq!(unwanted, STRICT);

@@ -1,6 +1,6 @@
 //! The built-in hooks and actions, from outside: `networking` and `monitoring` installed
 //! at start-up (and upgraded over user edits of their fields), NetworkPolicies kept in
-//! namespaces a tenant creates later (also after a restart), the `monitoring` hook's
+//! namespaces a tenant creates later (also after a restart) and restored when deleted, the `monitoring` hook's
 //! objects for a Prometheus operator and the metrics they use (object counts, store size,
 //! quota amounts), and `exec` actions: refused unless the server allows them, run with
 //! the tenant's kubeconfig, their output in an Event, a hung program killed at its timeout
@@ -121,6 +121,16 @@ async fn networking_policies_cover_every_namespace_also_later_ones_and_after_a_r
     })
     .await;
 
+    // A deleted policy comes back.
+    Api::<NetworkPolicy>::namespaced(tenant.clone(), "later")
+        .delete("default-deny", &Default::default())
+        .await
+        .unwrap();
+    eventually("a deleted policy restored", || async {
+        (policy_names(&tenant, "later").await == STRICT).then_some(())
+    })
+    .await;
+
     // Switching to open replaces them everywhere, and new namespaces follow the new mode.
     let control_planes = api(&host, "ControlPlane", "controlplanes");
     control_planes
@@ -175,6 +185,8 @@ async fn networking_policies_cover_every_namespace_also_later_ones_and_after_a_r
         || async { (policy_names(&tenant, "after-restart").await == ["allow-all"]).then_some(()) },
     )
     .await;
+    // The switch to open stuck: the strict policies it deleted were not restored.
+    assert_eq!(policy_names(&tenant, "later").await, ["allow-all"]);
 
     // Bad input: an unknown mode, and a control plane kflex does not serve itself.
     control_plane(
