@@ -91,6 +91,7 @@ async fn start(data_dir: &std::path::Path, postgres: Option<PostgresServer>) -> 
         in_cluster_url: url.clone(),
         server_ca: Arc::new(ca),
         token: manager_token,
+        allow_exec_hooks: false,
     };
     let manager = Manager::install(router.clone(), config).await.unwrap();
     tokio::spawn(server::serve(listener, tls, router, std::future::pending()));

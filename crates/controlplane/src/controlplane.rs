@@ -309,7 +309,7 @@ impl ControlPlane {
             Target::Version => h::json(StatusCode::OK, &discovery::version_info()),
             Target::Metrics => {
                 let hosting = self.hosting.load(std::sync::atomic::Ordering::Relaxed);
-                let text = crate::metrics::render((!hosting).then_some(self.name.as_str()));
+                let text = crate::metrics::render((!hosting).then_some(self.name.as_str())).await;
                 let mut response = Response::new(h::full(text));
                 response.headers_mut().insert(
                     http::header::CONTENT_TYPE,

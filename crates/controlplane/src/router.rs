@@ -25,6 +25,7 @@ impl Router {
     /// A router serving `host` at `/` and no tenants yet.
     pub fn new(host: Arc<ControlPlane>) -> Self {
         host.mark_hosting();
+        crate::metrics::serve(&host);
         Router {
             host,
             tenants: RwLock::new(HashMap::new()),
@@ -33,6 +34,7 @@ impl Router {
 
     /// Serves `tenant` at `/clusters/<its name>/`, replacing one of the same name.
     pub fn add_tenant(&self, tenant: Arc<ControlPlane>) {
+        crate::metrics::serve(&tenant);
         self.tenants
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -41,10 +43,15 @@ impl Router {
 
     /// Stops serving the tenant `name`; returns it if it was served.
     pub fn remove_tenant(&self, name: &str) -> Option<Arc<ControlPlane>> {
-        self.tenants
+        let removed = self
+            .tenants
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(name)
+            .remove(name);
+        if let Some(tenant) = &removed {
+            crate::metrics::forget(tenant);
+        }
+        removed
     }
 
     /// The tenant `name`, if served.

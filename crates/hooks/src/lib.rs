@@ -8,7 +8,18 @@
 //! A hook with `spec.target: controlplane` applies into the new control plane instead.
 //! With `waitForPostCreateHooks`, a hook counts as applied once its objects are ready
 //! ([`readiness`]).
+//!
+//! A hook may also name built-in actions (`spec.actions`, a kflex extension), run before
+//! its templates, in order: [`exec`] (a local program, when the server allows it),
+//! [`networking`] (NetworkPolicies in every namespace of the control plane) and
+//! [`monitoring`] (checks the Prometheus operator's kinds for the monitoring hook's
+//! templates). The built-in hooks using them are in [`builtin`].
 
+pub mod builtin;
+pub mod event;
+pub mod exec;
+pub mod monitoring;
+pub mod networking;
 pub mod readiness;
 pub mod template;
 
@@ -33,6 +44,8 @@ pub enum HookError {
     Missing(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("exec: {0}")]
+    Exec(String),
     #[error("{}", api_message(.0))]
     Api(#[from] kube::Error),
 }
@@ -121,6 +134,63 @@ pub struct Targets<'a> {
     pub host: &'a kube::Client,
     /// `None` for control planes that are not served by this process (type `host`).
     pub tenant: Option<&'a kube::Client>,
+    /// Whether `exec` actions may run (the server's `--allow-exec-hooks`).
+    pub allow_exec: bool,
+}
+
+/// The control plane hooks run for, as the hosting API holds it.
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    pub name: &'a str,
+    pub uid: &'a str,
+    /// Its namespace on the hosting API (`<name>-system`).
+    pub namespace: &'a str,
+    pub spec: &'a Value,
+    /// Its status before this run: an `exec` action of a hook already applied is not run
+    /// again.
+    pub status: &'a Value,
+}
+
+/// A built-in action of a hook, its strings rendered with the hook's variables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Exec(exec::Exec),
+    Networking(networking::Mode),
+    Monitoring,
+}
+
+impl Action {
+    /// The action `action` (an item of `spec.actions`) describes, with `vars`.
+    pub fn parse(action: &Value, vars: &BTreeMap<String, String>) -> Result<Self, HookError> {
+        let action = template::render(action, vars)?;
+        match action["type"].as_str() {
+            Some("exec") => {
+                let command: Vec<String> = action["command"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|arg| arg.as_str().map(str::to_owned))
+                    .collect::<Option<_>>()
+                    .filter(|c: &Vec<String>| !c.is_empty())
+                    .ok_or_else(|| {
+                        HookError::Invalid("an exec action needs a command (strings)".into())
+                    })?;
+                let seconds = action["timeoutSeconds"]
+                    .as_u64()
+                    .unwrap_or(exec::DEFAULT_TIMEOUT_SECONDS);
+                Ok(Action::Exec(exec::Exec {
+                    command,
+                    timeout: std::time::Duration::from_secs(seconds),
+                }))
+            }
+            Some("networking") => Ok(Action::Networking(networking::Mode::from_vars(vars)?)),
+            Some("monitoring") => Ok(Action::Monitoring),
+            other => Err(HookError::Invalid(format!(
+                "unknown action type {}",
+                other.map_or_else(|| "(none)".to_owned(), |t| format!("{t:?}"))
+            ))),
+        }
+    }
 }
 
 /// What applying a control plane's hooks came to.
@@ -132,11 +202,15 @@ pub struct Outcome {
     pub completed: bool,
     /// Why hooks failed, one message per failing hook.
     pub errors: Vec<String>,
+    /// The mode of the `networking` action a hook uses, if any: the manager keeps its
+    /// policies in namespaces created later.
+    pub networking: Option<networking::Mode>,
 }
 
-/// Applies the hooks control plane `cp` (with `spec`, namespace `namespace`) uses, into
-/// `targets`. Every hook is tried even when one fails.
-pub async fn run(targets: &Targets<'_>, cp: &str, namespace: &str, spec: &Value) -> Outcome {
+/// Applies the hooks control plane `subject` uses, into `targets`. Every hook is tried
+/// even when one fails.
+pub async fn run(targets: &Targets<'_>, subject: &Subject<'_>) -> Outcome {
+    let spec = subject.spec;
     let hook_uses = uses(spec);
     let mut outcome = Outcome::default();
     if hook_uses.is_empty() {
@@ -146,7 +220,14 @@ pub async fn run(targets: &Targets<'_>, cp: &str, namespace: &str, spec: &Value)
     let wait = spec["waitForPostCreateHooks"].as_bool().unwrap_or(false);
     let mut discoveries = Discoveries::default();
     for hook_use in &hook_uses {
-        match apply_hook(targets, &mut discoveries, cp, namespace, spec, hook_use).await {
+        let applied = apply_hook(
+            targets,
+            &mut discoveries,
+            subject,
+            hook_use,
+            &mut outcome.networking,
+        );
+        match applied.await {
             Ok(objects) => {
                 let ready = !wait || objects.iter().all(readiness::is_ready);
                 outcome.applied.insert(hook_use.name.clone(), ready);
@@ -170,15 +251,27 @@ struct Discoveries {
     tenant: Option<Discovery>,
 }
 
-/// Renders and applies one hook's templates; returns the objects as stored.
+/// The discovery of `client`, made on first use.
+async fn discovered<'d>(
+    slot: &'d mut Option<Discovery>,
+    client: &kube::Client,
+) -> Result<&'d Discovery, HookError> {
+    if slot.is_none() {
+        *slot = Some(Discovery::new(client.clone()).run().await?);
+    }
+    Ok(slot.as_ref().expect("just made"))
+}
+
+/// Runs one hook's actions, then renders and applies its templates; returns the objects
+/// as stored. `networking` gets the mode of a networking action.
 async fn apply_hook(
     targets: &Targets<'_>,
     discoveries: &mut Discoveries,
-    cp: &str,
-    namespace: &str,
-    spec: &Value,
+    subject: &Subject<'_>,
     hook_use: &HookUse,
+    networking: &mut Option<networking::Mode>,
 ) -> Result<Vec<Value>, HookError> {
+    let (cp, namespace, spec) = (subject.name, subject.namespace, subject.spec);
     let hooks: Api<DynamicObject> = Api::all_with(targets.host.clone(), &resource());
     let hook = hooks
         .get_opt(&hook_use.name)
@@ -186,6 +279,42 @@ async fn apply_hook(
         .ok_or_else(|| HookError::Missing(hook_use.name.clone()))?;
     let hook = serde_json::to_value(&hook).map_err(|e| HookError::Invalid(e.to_string()))?;
     let vars = variables(&hook, spec, hook_use, namespace, cp);
+    let mut applied_before = subject.status["postCreateHooks"][&hook_use.name] == true;
+    for action in hook["spec"]["actions"].as_array().into_iter().flatten() {
+        match Action::parse(action, &vars)? {
+            Action::Exec(_) if applied_before => {}
+            // The status this run started from may be a cache's, older than the last
+            // run's outcome: a program runs only if the stored status says so.
+            Action::Exec(_) if applied(targets.host, cp, &hook_use.name).await? => {
+                applied_before = true;
+            }
+            Action::Exec(action) => {
+                let involved = event::Involved {
+                    name: cp,
+                    uid: subject.uid,
+                };
+                exec::run(
+                    targets.host,
+                    involved,
+                    namespace,
+                    &hook_use.name,
+                    &action,
+                    targets.allow_exec,
+                )
+                .await?;
+            }
+            Action::Networking(mode) => {
+                let tenant = targets.tenant.ok_or_else(|| {
+                    HookError::Invalid("networking: needs a control plane of type k8s".into())
+                })?;
+                *networking = Some(mode);
+                networking::ensure_all(tenant, mode).await?;
+            }
+            Action::Monitoring => {
+                monitoring::check(discovered(&mut discoveries.host, targets.host).await?)?;
+            }
+        }
+    }
     let on_tenant = match hook["spec"]["target"].as_str().unwrap_or("host") {
         "host" => false,
         "controlplane" => true,
@@ -199,12 +328,13 @@ async fn apply_hook(
     } else {
         (targets.host, &mut discoveries.host)
     };
-    if slot.is_none() {
-        *slot = Some(Discovery::new(client.clone()).run().await?);
+    let templates = hook["spec"]["templates"].as_array();
+    if templates.is_none_or(Vec::is_empty) {
+        return Ok(Vec::new());
     }
-    let discovery = slot.as_ref().expect("just made");
+    let discovery = discovered(slot, client).await?;
     let mut applied = Vec::new();
-    for template in hook["spec"]["templates"].as_array().into_iter().flatten() {
+    for template in templates.into_iter().flatten() {
         let mut object = template::render(template, &vars)?;
         let (group, version) = match object["apiVersion"]
             .as_str()
@@ -230,7 +360,8 @@ async fn apply_hook(
         let gvk = kube::core::GroupVersionKind::gvk(&group, &version, &kind);
         let (resource, capabilities) = discovery.resolve_gvk(&gvk).ok_or_else(|| {
             HookError::Invalid(format!(
-                "the hosting API does not serve {kind} in {}",
+                "the {} API does not serve {kind} in {} (is its CustomResourceDefinition installed?)",
+                if on_tenant { "control plane's" } else { "hosting" },
                 object["apiVersion"]
             ))
         })?;
@@ -272,6 +403,19 @@ async fn apply_hook(
         applied.push(serde_json::to_value(&stored).map_err(|e| HookError::Invalid(e.to_string()))?);
     }
     Ok(applied)
+}
+
+/// Whether the stored status of control plane `cp` counts hook `hook` as applied.
+async fn applied(host: &kube::Client, cp: &str, hook: &str) -> Result<bool, HookError> {
+    let resource = kube::core::ApiResource {
+        kind: "ControlPlane".into(),
+        plural: "controlplanes".into(),
+        ..resource()
+    };
+    let stored = Api::<DynamicObject>::all_with(host.clone(), &resource)
+        .get_opt(cp)
+        .await?;
+    Ok(stored.is_some_and(|cp| cp.data["status"]["postCreateHooks"][hook] == true))
 }
 
 /// The ApiResource of PostCreateHooks, for kube-rs's dynamic API.

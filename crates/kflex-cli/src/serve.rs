@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// `kubeconfig-incluster` keys [default: the external URL].
     #[arg(long, env = "KFLEX_IN_CLUSTER_URL")]
     in_cluster_url: Option<String>,
+    /// Let PostCreateHooks run local programs (`exec` actions) as the server's user, with
+    /// the control plane's kubeconfig: only for hooks you trust.
+    #[arg(long, env = "KFLEX_ALLOW_EXEC_HOOKS")]
+    allow_exec_hooks: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -135,6 +139,7 @@ pub async fn run(args: ServeArgs, user_kubeconfig: bool) -> anyhow::Result<()> {
         external_url,
         server_ca: Arc::new(ca),
         token: manager_token,
+        allow_exec_hooks: args.allow_exec_hooks,
     };
 
     let manager = manager::Manager::install(router.clone(), config)

@@ -42,6 +42,14 @@ pub trait Store: Send + Sync + 'static {
     /// How many keys start with `prefix` now, and at which revision that was counted.
     async fn count(&self, prefix: &[u8]) -> Result<(u64, Revision)>;
 
+    /// The bytes the backend uses for this store, when it can tell (`None` otherwise):
+    /// SQLite's database pages, PostgreSQL's tables with their indexes, etcd's database
+    /// (all of it: an etcd shared under key prefixes reports its whole size, as
+    /// kube-apiserver's `apiserver_storage_size_bytes` does).
+    async fn size(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     /// Creates `key`; fails with `AlreadyExists` if it exists. A `ttl` makes the store
     /// delete the key that long after this write (unless it is written again).
     async fn create(&self, key: &[u8], value: Bytes, ttl: Option<Duration>) -> Result<Revision>;

@@ -1,7 +1,8 @@
 //! PostCreateHooks, from outside: KubeFlex's hook scenarios against the real `kflex serve`
 //! (variables and their precedence, a hook created after the control plane, a hook added
 //! by patching, an edited hook re-applied, `waitForPostCreateHooks` with a Job), bad
-//! templates reported on the ControlPlane, and what hooks applied removed with it.
+//! templates (and objects the API refuses) reported on the ControlPlane and fixed by the
+//! next retry, and what hooks applied removed with it.
 
 use crate::support::client;
 use k8s_openapi::api::batch::v1::Job;
@@ -12,7 +13,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn api(client: &kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
+pub(crate) fn api(client: &kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
     let resource = kube::core::ApiResource {
         group: "tenancy.kflex.kubestellar.org".into(),
         version: "v1alpha1".into(),
@@ -35,16 +36,20 @@ async fn create(client: &kube::Client, kind: &str, plural: &str, name: &str, spe
         .unwrap();
 }
 
-async fn hook(client: &kube::Client, name: &str, spec: Value) {
+pub(crate) async fn hook(client: &kube::Client, name: &str, spec: Value) {
     create(client, "PostCreateHook", "postcreatehooks", name, spec).await;
 }
 
-async fn control_plane(client: &kube::Client, name: &str, spec: Value) {
+pub(crate) async fn control_plane(client: &kube::Client, name: &str, spec: Value) {
     create(client, "ControlPlane", "controlplanes", name, spec).await;
 }
 
 /// Polls ControlPlane `name` until `done` holds for it (at most 30 s).
-async fn until(client: &kube::Client, name: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn until(
+    client: &kube::Client,
+    name: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let started = Instant::now();
     loop {
         let cp = api(client, "ControlPlane", "controlplanes")
@@ -63,14 +68,14 @@ async fn until(client: &kube::Client, name: &str, done: impl Fn(&Value) -> bool)
     }
 }
 
-fn condition<'a>(status: &'a Value, kind: &str) -> &'a Value {
+pub(crate) fn condition<'a>(status: &'a Value, kind: &str) -> &'a Value {
     status["conditions"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["type"] == kind))
         .unwrap_or(&Value::Null)
 }
 
-fn ready(status: &Value) -> bool {
+pub(crate) fn ready(status: &Value) -> bool {
     condition(status, "Ready")["status"] == "True"
 }
 
@@ -355,6 +360,55 @@ async fn bad_hooks_are_reported_on_the_control_plane() {
         configmaps.get_opt("x").await.unwrap().is_none(),
         "nothing written elsewhere"
     );
+
+    // A template the API refuses, after one it accepts: the hook fails with the API's
+    // reason; once fixed, the next retry applies both over what the first try left.
+    hook(
+        &host,
+        "invalid",
+        json!({"templates": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "first"}},
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Not_A_Name"}},
+        ]}),
+    )
+    .await;
+    control_plane(
+        &host,
+        "cp-invalid",
+        json!({"type": "k8s", "postCreateHooks": [{"hookName": "invalid"}]}),
+    )
+    .await;
+    let status = until(&host, "cp-invalid", |s| {
+        condition(s, "Synced")["status"] == "False"
+    })
+    .await;
+    let message = condition(&status, "Synced")["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "hook invalid: ConfigMap \"Not_A_Name\" is invalid: metadata.name: Invalid value"
+        ),
+        "{message}"
+    );
+    assert_eq!(status["postCreateHooks"], json!({"invalid": false}));
+    api(&host, "PostCreateHook", "postcreatehooks")
+        .patch(
+            "invalid",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"templates": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "first"}},
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "second"}},
+            ]}})),
+        )
+        .await
+        .unwrap();
+    until(&host, "cp-invalid", |s| {
+        s["postCreateHookCompleted"] == true
+    })
+    .await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(host.clone(), "cp-invalid-system");
+    for name in ["first", "second"] {
+        assert!(configmaps.get_opt(name).await.unwrap().is_some(), "{name}");
+    }
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 
 mod api;
 mod apply;
+mod builtin_hooks;
 mod cli;
 mod cli_workflow;
 mod crd_rules;

@@ -93,7 +93,7 @@ pub(crate) async fn kubeconfig_of(host: &kube::Client, name: &str, key: &str) ->
     String::from_utf8(data[key].0.clone()).expect("UTF-8 kubeconfig")
 }
 
-async fn client_from(kubeconfig: &str, server: Option<String>) -> kube::Client {
+pub(crate) async fn client_from(kubeconfig: &str, server: Option<String>) -> kube::Client {
     let kubeconfig = Kubeconfig::from_yaml(kubeconfig).expect("a kubeconfig");
     let mut config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())

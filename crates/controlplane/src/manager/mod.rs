@@ -14,6 +14,7 @@ mod external;
 mod host;
 mod k8s;
 pub mod local_client;
+mod networking;
 mod reconcile;
 pub mod storage;
 
@@ -44,6 +45,8 @@ pub struct ManagerConfig {
     pub server_ca: Arc<CertificateAuthority>,
     /// A bearer token the hosting API accepts as a `system:masters` user: the manager's.
     pub token: String,
+    /// Whether PostCreateHooks may run local programs (`exec` actions).
+    pub allow_exec_hooks: bool,
 }
 
 /// A fresh bearer token and the user it stands for: what [`ManagerConfig::token`] needs the
@@ -87,6 +90,8 @@ pub(crate) struct Context {
     client: kube::Client,
     /// The stores of the tenants this process serves, by control-plane name.
     tenants: Mutex<HashMap<String, TenantStore>>,
+    /// The `networking` hook's keepers of tenants' NetworkPolicies.
+    networking: networking::Keepers,
 }
 
 /// The manager of one process's control planes.
@@ -95,18 +100,20 @@ pub struct Manager {
 }
 
 impl Manager {
-    /// Installs the hosting API's kinds and resumes the existing control planes (through
+    /// Installs the hosting API's kinds and the built-in PostCreateHooks, and resumes the existing control planes (through
     /// `router`, before anything listens), so the hosting API serves them from its first
     /// request.
     pub async fn install(router: Arc<Router>, config: ManagerConfig) -> Result<Self, ManagerError> {
         let client = local_client::client(router.clone(), &config.token);
         install_kinds(&client).await?;
+        kflex_hooks::builtin::install(&client).await?;
         let manager = Manager {
             context: Arc::new(Context {
                 router,
                 config,
                 client,
                 tenants: Mutex::default(),
+                networking: networking::Keepers::default(),
             }),
         };
         manager.resume().await?;

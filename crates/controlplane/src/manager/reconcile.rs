@@ -85,8 +85,18 @@ pub(super) async fn reconcile(
             let targets = kflex_hooks::Targets {
                 host: &ctx.client,
                 tenant: tenant.as_ref(),
+                allow_exec: ctx.config.allow_exec_hooks,
             };
-            Some(kflex_hooks::run(&targets, &name, &namespace, &cp.data["spec"]).await)
+            let subject = kflex_hooks::Subject {
+                name: &name,
+                uid: cp.metadata.uid.as_deref().unwrap_or_default(),
+                namespace: &namespace,
+                spec: &cp.data["spec"],
+                status: &cp.data["status"],
+            };
+            let outcome = kflex_hooks::run(&targets, &subject).await;
+            super::networking::keep(&ctx, &name, outcome.networking);
+            Some(outcome)
         }
         Err(_) => None,
     };
@@ -195,6 +205,7 @@ async fn teardown(
     name: &str,
     spec: Option<ControlPlaneSpec>,
 ) -> Result<(), ManagerError> {
+    super::networking::keep(ctx, name, None);
     match spec.as_ref().map(|s| s.kind) {
         Some(ControlPlaneType::Host) => host::teardown(ctx, name).await?,
         Some(ControlPlaneType::External) => external::teardown(ctx, name).await?,

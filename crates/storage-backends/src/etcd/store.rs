@@ -345,6 +345,16 @@ impl Store for EtcdStore {
         })
     }
 
+    async fn size(&self) -> Result<Option<u64>> {
+        let mut maintenance = self.client.maintenance_client();
+        let status = self
+            .rpc
+            .call("status", maintenance.status())
+            .await
+            .map_err(|error| self.rpc.settle(error))?;
+        Ok(u64::try_from(status.db_size()).ok())
+    }
+
     async fn count(&self, prefix: &[u8]) -> Result<(u64, Revision)> {
         let (from, end) = self.keys.prefix_range(prefix);
         let options = GetOptions::new().with_range(end).with_count_only();

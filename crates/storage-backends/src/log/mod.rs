@@ -100,6 +100,8 @@ pub(crate) trait LogDriver: Send + Sync + 'static {
     async fn range(&self, range: &KeyRange, at: Revision, limit: Option<i64>) -> Result<Vec<Row>>;
     /// How many live keys `range` holds at revision `at`.
     async fn count(&self, range: &KeyRange, at: Revision) -> Result<u64>;
+    /// The bytes the store's tables use.
+    async fn size(&self) -> Result<u64>;
     /// Up to `limit` rows of `range` with id above `after`, in id order.
     async fn history(&self, range: &KeyRange, after: Revision, limit: i64) -> Result<Vec<Row>>;
     /// Records that history up to `target` is compacted, before any row is deleted, so
@@ -233,6 +235,10 @@ impl<D: LogDriver> Store for LogStore<D> {
         Ok((self.driver.count(&KeyRange::prefix(prefix), at).await?, at))
     }
 
+    async fn size(&self) -> Result<Option<u64>> {
+        self.driver.size().await.map(Some)
+    }
+
     async fn create(&self, key: &[u8], value: Bytes, ttl: Option<Duration>) -> Result<Revision> {
         check_key(key)?;
         let op = WriteOp::Create {
@@ -361,6 +367,9 @@ macro_rules! delegate_store {
             }
             async fn count(&self, prefix: &[u8]) -> $crate::Result<(u64, $crate::Revision)> {
                 self.0.count(prefix).await
+            }
+            async fn size(&self) -> $crate::Result<Option<u64>> {
+                self.0.size().await
             }
             async fn create(
                 &self,

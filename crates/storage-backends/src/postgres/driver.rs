@@ -296,6 +296,18 @@ impl LogDriver for PgDriver {
         Ok(count as u64)
     }
 
+    async fn size(&self) -> Result<u64> {
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT pg_total_relation_size(format('%I.kv', $1::text)::regclass) \
+             + pg_total_relation_size(format('%I.meta', $1::text)::regclass)",
+        )
+        .bind(&*self.schema)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(failed("measure"))?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+
     async fn history(&self, range: &KeyRange, after: Revision, limit: i64) -> Result<Vec<Row>> {
         let s = &self.quoted;
         sqlx::query_as(&format!(

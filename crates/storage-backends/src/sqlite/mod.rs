@@ -332,6 +332,16 @@ impl LogDriver for SqliteDriver {
             .await
     }
 
+    async fn size(&self) -> Result<u64> {
+        self.db
+            .blocking("measure", |conn| {
+                let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+                Ok(u64::try_from(pages * page_size).unwrap_or(0))
+            })
+            .await
+    }
+
     async fn history(&self, range: &KeyRange, after: Revision, limit: i64) -> Result<Vec<Row>> {
         let range = range.clone();
         self.db

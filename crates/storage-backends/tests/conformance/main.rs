@@ -44,6 +44,7 @@ macro_rules! conformance {
             large_values_round_trip,
             keys_with_unusual_bytes_round_trip_in_byte_order,
             concurrent_writers_on_one_key_lose_no_update,
+            size_covers_what_is_stored,
         );
     };
 }

@@ -561,6 +561,29 @@ pub async fn concurrent_writers_on_one_key_lose_no_update(store: Arc<dyn Store>)
     );
 }
 
+pub async fn size_covers_what_is_stored(store: Arc<dyn Store>) {
+    assert!(store.size().await.unwrap().is_some_and(|bytes| bytes > 0));
+    // 2 MiB of hexadecimal noise: at least 1 MiB once a backend has compressed it.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..32 {
+        let value: String = (0..8 * 1024)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                format!("{:08x}", state as u32)
+            })
+            .collect::<String>()
+            .chars()
+            .take(64 * 1024)
+            .collect();
+        let key = format!("/registry/configmaps/size/{i}");
+        store.create(key.as_bytes(), v(&value), None).await.unwrap();
+    }
+    let bytes = store.size().await.unwrap().unwrap();
+    assert!(bytes >= 1024 * 1024, "{bytes} bytes");
+}
+
 fn v(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
