@@ -30,8 +30,9 @@ pub struct ControlPlane {
     watch_caches: Arc<WatchCaches>,
     /// Whether this is the hosting API, whose `/metrics` shows every control plane's.
     hosting: std::sync::atomic::AtomicBool,
-    /// The dedicated-node placement every new Pod gets ([`crate::admission`]).
-    node_placement: std::sync::RwLock<Option<Arc<crate::admission::NodePlacement>>>,
+    /// What admission keeps per control plane: dedicated-node placement, quota-free
+    /// namespaces ([`crate::admission`]).
+    admission: crate::admission::State,
 }
 
 /// A discovery document with its ETag, or 304 when the client's copy is current, as
@@ -85,7 +86,7 @@ impl ControlPlane {
             signing_key,
             watch_caches: Arc::default(),
             hosting: std::sync::atomic::AtomicBool::new(false),
-            node_placement: std::sync::RwLock::default(),
+            admission: crate::admission::State::default(),
         };
         cp.bootstrap().await?;
         crate::crd::load(&cp).await?;
@@ -135,19 +136,12 @@ impl ControlPlane {
     /// Pins every Pod created from now on to dedicated nodes: each gets this node selector
     /// and these tolerations (`None`, or an empty placement, turns it off).
     pub fn set_node_placement(&self, placement: Option<crate::admission::NodePlacement>) {
-        let placement = placement.filter(|p| !p.is_empty()).map(Arc::new);
-        *self
-            .node_placement
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = placement;
+        self.admission.set_node_placement(placement);
     }
 
-    /// The dedicated-node placement of new Pods, if any.
-    pub fn node_placement(&self) -> Option<Arc<crate::admission::NodePlacement>> {
-        self.node_placement
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// Its admission state.
+    pub(crate) fn admission(&self) -> &crate::admission::State {
+        &self.admission
     }
 
     /// The control plane's name.

@@ -7,7 +7,7 @@
 //! nodes plus upstream's namespace annotations). Errors are checked for upstream's code,
 //! reason and message.
 
-use crate::support::{api_error, check, client, kubectl, kubectls};
+use crate::support::{check, client, default_service_account, kubectl, kubectls};
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::{
     LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Service, ServiceAccount,
@@ -63,15 +63,7 @@ async fn namespace(client: &kube::Client, name: &str, labels: Value, annotations
         )
         .await
         .unwrap();
-    let created = Api::<ServiceAccount>::namespaced(client.clone(), name)
-        .create(
-            &PostParams::default(),
-            &object(json!({"metadata": {"name": "default"}})),
-        )
-        .await;
-    if let Err(error) = created {
-        assert_eq!(api_error(error).0, 409);
-    }
+    default_service_account(client, name).await;
 }
 
 /// A one-container pod (container `c`) with `resources`.

@@ -90,19 +90,9 @@ async fn workloads_come_back_with_upstreams_defaults() {
     expected["revisionHistoryLimit"] = json!(3);
     assert_eq!(spec_of(&patched), expected);
 
-    // ServiceAccount admission needs the namespace's account (a controller may have made
-    // it); without a token volume the stored spec is all defaults.
-    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        Api::namespaced(client.clone(), "default");
-    if let Err(e) = accounts
-        .create(
-            &pp,
-            &serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap(),
-        )
-        .await
-    {
-        assert_eq!(api_error(e).0, 409);
-    }
+    // ServiceAccount admission names the account; without a token volume the stored spec
+    // is otherwise all defaults.
+    crate::support::default_service_account(&client, "default").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod = serde_json::from_value(json!({
         "metadata": {"name": "web"},

@@ -10,9 +10,9 @@
 //! before the object is written, so concurrent creates never exceed `hard`.
 //! NamespaceLifecycle is [`ControlPlane::check_namespace_accepts_content`].
 //!
-//! Costs: a kind no plugin looks at pays nothing but the ResourceQuota check (one range
-//! read of the namespace's quotas, usually empty); pods pay one read of their namespace,
-//! their ServiceAccount and the LimitRanges.
+//! Costs: a kind no plugin looks at pays nothing in a namespace known to hold no quota
+//! (the first write there reads the namespace's quotas once, then it is remembered); pods pay one
+//! read of their namespace, their ServiceAccount and the LimitRanges.
 
 mod limitranger;
 mod placement;
@@ -28,6 +28,35 @@ use crate::controlplane::ControlPlane;
 use crate::registry::ResourceDef;
 use crate::status::ApiError;
 use serde_json::Value;
+use std::sync::{Arc, RwLock};
+
+/// What admission keeps per control plane.
+#[derive(Debug, Default)]
+pub struct State {
+    /// The dedicated-node placement of new Pods.
+    node_placement: RwLock<Option<Arc<NodePlacement>>>,
+    /// The namespaces known to hold no ResourceQuota.
+    quota_free: quota::QuotaFree,
+}
+
+impl State {
+    /// Sets the placement every new Pod gets (`None`, or an empty one, for none).
+    pub fn set_node_placement(&self, placement: Option<NodePlacement>) {
+        let placement = placement.filter(|p| !p.is_empty()).map(Arc::new);
+        *self
+            .node_placement
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = placement;
+    }
+
+    /// The placement every new Pod gets, if any.
+    pub fn node_placement(&self) -> Option<Arc<NodePlacement>> {
+        self.node_placement
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
 
 /// What admission knows of a write.
 #[derive(Debug)]
@@ -109,7 +138,7 @@ pub async fn admit(
         serviceaccount::admit(cp, attrs, object).await?;
         placement::admit(
             attrs,
-            cp.node_placement().as_ref(),
+            cp.admission().node_placement().as_ref(),
             namespace.as_ref(),
             object,
         )?;
