@@ -540,8 +540,10 @@ async fn service_accounts_are_given_to_pods() {
         .await
         .unwrap();
     let mut quiet = pod("q", json!({}));
-    quiet.spec.as_mut().unwrap().service_account_name = Some("quiet".into());
+    // (named by the deprecated `serviceAccount`, which stands for `serviceAccountName`)
+    quiet.spec.as_mut().unwrap().service_account = Some("quiet".into());
     let spec = serde_json::to_value(pods.create(&pp, &quiet).await.unwrap().spec.unwrap()).unwrap();
+    assert_eq!(spec["serviceAccountName"], "quiet");
     assert_eq!(spec.get("volumes"), None);
     assert_eq!(spec["imagePullSecrets"], json!([{"name": "registry"}]));
 

@@ -43,10 +43,16 @@ pub(super) async fn admit(
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
         return Ok(());
     };
-    let name = match spec.get("serviceAccountName").and_then(Value::as_str) {
-        Some(name) if !name.is_empty() => name.to_owned(),
-        _ => DEFAULT_ACCOUNT.to_owned(),
+    // The deprecated `serviceAccount` stands for `serviceAccountName` when that is unset.
+    let named = |field: &str| {
+        spec.get(field)
+            .and_then(Value::as_str)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
     };
+    let name = named("serviceAccountName")
+        .or_else(|| named("serviceAccount"))
+        .unwrap_or_else(|| DEFAULT_ACCOUNT.to_owned());
     spec.insert("serviceAccountName".into(), json!(name));
     spec.insert("serviceAccount".into(), json!(name));
     let account = lookup(cp, namespace, &name).await?.ok_or_else(|| {
