@@ -32,6 +32,9 @@ pub struct ControlPlane {
     hosting: std::sync::atomic::AtomicBool,
     /// Whether its tenancy policy is on.
     tenancy_policy: authz::tenancy::Policy,
+    /// What admission keeps per control plane: dedicated-node placement, quota-free
+    /// namespaces ([`crate::admission`]).
+    admission: crate::admission::State,
 }
 
 /// A discovery document with its ETag, or 304 when the client's copy is current, as
@@ -86,6 +89,7 @@ impl ControlPlane {
             watch_caches: Arc::default(),
             hosting: std::sync::atomic::AtomicBool::new(false),
             tenancy_policy: Default::default(),
+            admission: crate::admission::State::default(),
         };
         cp.bootstrap().await?;
         crate::crd::load(&cp).await?;
@@ -180,6 +184,17 @@ impl ControlPlane {
     /// Whether this is the hosting API.
     pub(crate) fn is_hosting(&self) -> bool {
         self.hosting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Pins every Pod created from now on to dedicated nodes: each gets this node selector
+    /// and these tolerations (`None`, or an empty placement, turns it off).
+    pub fn set_node_placement(&self, placement: Option<crate::admission::NodePlacement>) {
+        self.admission.set_node_placement(placement);
+    }
+
+    /// Its admission state.
+    pub(crate) fn admission(&self) -> &crate::admission::State {
+        &self.admission
     }
 
     /// The control plane's name.

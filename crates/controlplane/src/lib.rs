@@ -12,6 +12,7 @@
 //!
 //! [`manager`] turns the hosting API's `ControlPlane` objects into tenants.
 
+pub mod admission;
 pub mod authn;
 pub mod authz;
 mod controlplane;

@@ -663,6 +663,7 @@ async fn pod_subresources_answer_as_upstream_without_kubelets() {
     use kube::api::EvictParams;
     let server = KflexServer::start();
     let client = client(&server).await;
+    crate::support::default_service_account(&client, "default").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod = |name: &str| -> Pod {
         serde_json::from_value(serde_json::json!({
@@ -780,7 +781,9 @@ fn kubectl_logs_and_exec_fail_fast_for_unscheduled_pods() {
     let manifest = server.data_dir.path().join("pod.json");
     std::fs::write(
         &manifest,
-        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"lonely","namespace":"default"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#,
+        r#"{"apiVersion":"v1","kind":"List","items":[
+            {"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"default","namespace":"default"}},
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"lonely","namespace":"default"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}]}"#,
     )
     .unwrap();
     for binary in kubectls() {

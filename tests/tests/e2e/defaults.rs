@@ -90,10 +90,13 @@ async fn workloads_come_back_with_upstreams_defaults() {
     expected["revisionHistoryLimit"] = json!(3);
     assert_eq!(spec_of(&patched), expected);
 
+    // ServiceAccount admission names the account; without a token volume the stored spec
+    // is otherwise all defaults.
+    crate::support::default_service_account(&client, "default").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod = serde_json::from_value(json!({
         "metadata": {"name": "web"},
-        "spec": {"containers": [{"name": "web", "image": "nginx", "resources": {"limits": {"cpu": "1"}}}]},
+        "spec": {"automountServiceAccountToken": false, "containers": [{"name": "web", "image": "nginx", "resources": {"limits": {"cpu": "1"}}}]},
     }))
     .unwrap();
     let stored = spec_of(&pods.create(&pp, &pod).await.unwrap());
@@ -106,11 +109,14 @@ async fn workloads_come_back_with_upstreams_defaults() {
                 "terminationMessagePath": "/dev/termination-log",
                 "terminationMessagePolicy": "File",
             }],
+            "automountServiceAccountToken": false,
             "dnsPolicy": "ClusterFirst",
             "enableServiceLinks": true,
             "restartPolicy": "Always",
             "schedulerName": "default-scheduler",
             "securityContext": {},
+            "serviceAccount": "default",
+            "serviceAccountName": "default",
             "terminationGracePeriodSeconds": 30,
         })
     );

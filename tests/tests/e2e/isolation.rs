@@ -681,7 +681,15 @@ async fn authentication_settings_apply_to_a_running_control_plane() {
         .create(&PostParams::default(), &role("bob-1"))
         .await
         .unwrap();
-    assert_eq!(status(&anonymous, "GET", "/version", None).await, 401);
+    // Switched off at the next reconcile.
+    let started = Instant::now();
+    while status(&anonymous, "GET", "/version", None).await != 401 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "anonymous never disabled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     patch(json!({"tenancyPolicy": {"enabled": true}}))
         .await
         .unwrap();

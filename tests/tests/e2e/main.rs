@@ -1,5 +1,6 @@
 //! The end-to-end test binary: one binary, one module per area, to keep link times low.
 
+mod admission;
 mod api;
 mod apply;
 mod builtin_hooks;

@@ -401,6 +401,7 @@ async fn protobuf_bodies_update_and_evict() {
         Some(std::collections::BTreeMap::from([("a".into(), "c".into())]))
     );
 
+    crate::support::default_service_account(&client, "default").await;
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(client.clone(), "default");
     let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({

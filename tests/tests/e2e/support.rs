@@ -30,6 +30,24 @@ pub async fn namespace_names(client: &kube::Client) -> Vec<String> {
         .collect()
 }
 
+/// Creates `namespace`'s `default` ServiceAccount unless it exists (a controller may have
+/// made it): ServiceAccount admission refuses Pods until it does, as upstream.
+pub async fn default_service_account(client: &kube::Client, namespace: &str) {
+    let account: k8s_openapi::api::core::v1::ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}}))
+            .expect("a ServiceAccount");
+    let created = kube::Api::namespaced(client.clone(), namespace)
+        .create(&Default::default(), &account)
+        .await;
+    if let Err(error) = created {
+        assert_eq!(
+            api_error(error).0,
+            409,
+            "creating the default ServiceAccount"
+        );
+    }
+}
+
 /// An API error's code and reason; panics on any other error.
 pub fn api_error(error: kube::Error) -> (u16, String) {
     match error {

@@ -194,10 +194,18 @@ async fn create(call: &Call<'_>, object: &mut Value) -> Result<Option<Value>, Ap
     object::validate_name(call.name(), label_only).map_err(|cause| {
         ApiError::invalid(&call.def.group, &call.def.kind, call.name(), vec![cause])
     })?;
+    let admitted = super::write::admit_builtin(call, None, object).await?;
     let store = call.cp.store().as_ref();
     let dry_run = call.dry_run()?;
-    let allocation = services::on_write(store, &call.def, None, object, dry_run).await?;
+    let allocation = match services::on_write(store, &call.def, None, object, dry_run).await {
+        Ok(allocation) => allocation,
+        Err(e) => {
+            admitted.settle(call.cp, false).await;
+            return Err(e);
+        }
+    };
     if dry_run {
+        admitted.settle(call.cp, false).await;
         return Ok(Some(object.clone()));
     }
     let key = call.key();
@@ -209,6 +217,7 @@ async fn create(call: &Call<'_>, object: &mut Value) -> Result<Option<Value>, Ap
         )
         .await;
     allocation.settle(store, created.is_ok()).await;
+    admitted.settle(call.cp, created.is_ok()).await;
     match created {
         Ok(revision) => {
             object::set_resource_version(object, revision);

@@ -155,6 +155,7 @@ pub(super) async fn delete_object(
             match store.delete(key.as_bytes(), Some(kv.mod_revision)).await {
                 Ok(_) => {
                     crate::defaults::services::on_delete(&**store, &call.def, &object).await;
+                    crate::admission::after_delete(call.cp, &call.def, &object).await;
                     return Ok(object);
                 }
                 Err(StoreError::Conflict {

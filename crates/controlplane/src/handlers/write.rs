@@ -134,12 +134,41 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     crate::defaults::on_write(&call.def, &mut object);
     admit(call, None, &mut object)?;
     super::apply::track_update(call, None, &mut object);
+    let admitted = admit_builtin(call, None, &mut object).await?;
     let dry_run = call.dry_run()?;
     let store = call.cp.store().as_ref();
-    let allocation = services::on_write(store, &call.def, None, &mut object, dry_run).await?;
+    let allocation = match services::on_write(store, &call.def, None, &mut object, dry_run).await {
+        Ok(allocation) => allocation,
+        Err(e) => {
+            admitted.settle(call.cp, false).await;
+            return Err(e);
+        }
+    };
     let created = insert(call, &mut object, &name, &generate, dry_run).await;
     allocation.settle(store, created.is_ok()).await;
+    admitted.settle(call.cp, created.is_ok() && !dry_run).await;
     created
+}
+
+/// The built-in admission plugins ([`crate::admission`]) on a write about to be stored;
+/// their warnings go to the client. Settle what it returns once the write is done.
+pub(super) async fn admit_builtin(
+    call: &Call<'_>,
+    old: Option<&Value>,
+    object: &mut Value,
+) -> Result<crate::admission::Admitted, ApiError> {
+    let name = meta_str(object, "name").unwrap_or(call.name()).to_owned();
+    let attrs = crate::admission::Attributes {
+        def: &call.def,
+        namespace: call.namespace(),
+        name: &name,
+        subresource: call.rr.subresource.as_deref(),
+        old,
+        dry_run: call.dry_run()?,
+    };
+    let mut admitted = crate::admission::admit(call.cp, &attrs, object).await?;
+    call.add_warnings(std::mem::take(&mut admitted.warnings));
+    Ok(admitted)
 }
 
 /// Stores a new object, trying generated names again after collisions.
@@ -405,11 +434,21 @@ pub(super) async fn write_with_retries(
         crate::defaults::on_write(&call.def, &mut updated);
         admit(call, Some(&current), &mut updated)?;
         super::apply::track_update(call, Some(&current), &mut updated);
+        let admitted = admit_builtin(call, Some(&current), &mut updated).await?;
         let allocation =
-            services::on_write(&**store, &call.def, Some(&current), &mut updated, dry_run).await?;
+            match services::on_write(&**store, &call.def, Some(&current), &mut updated, dry_run)
+                .await
+            {
+                Ok(allocation) => allocation,
+                Err(e) => {
+                    admitted.settle(call.cp, false).await;
+                    return Err(e);
+                }
+            };
         let same = same_object(&current, &updated);
         if same || dry_run {
             allocation.settle(&**store, false).await;
+            admitted.settle(call.cp, false).await;
             return Ok(if same { current } else { updated });
         }
         let deleting = meta_str(&updated, "deletionTimestamp").is_some()
@@ -431,8 +470,10 @@ pub(super) async fn write_with_retries(
                 .await
         };
         allocation.settle(&**store, written.is_ok()).await;
+        admitted.settle(call.cp, written.is_ok()).await;
         if deleting && written.is_ok() {
             services::on_delete(&**store, &call.def, &updated).await;
+            crate::admission::after_delete(call.cp, &call.def, &updated).await;
         }
         match written {
             Ok(revision) => {

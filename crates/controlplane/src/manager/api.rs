@@ -60,6 +60,22 @@ pub struct ControlPlaneSpec {
     /// kflex extension: the tenancy policy of a `k8s` control plane.
     #[serde(default)]
     pub tenancy_policy: Option<Enabled>,
+    /// kflex extension: dedicated nodes for a `k8s` control plane's Pods.
+    #[serde(default)]
+    pub node_placement: Option<NodePlacementSpec>,
+}
+
+/// `spec.nodePlacement`: every Pod the control plane admits gets this node selector (a Pod
+/// selecting otherwise is refused) and these tolerations, applied at each reconcile.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePlacementSpec {
+    /// Node labels every Pod selects.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// `core/v1` Tolerations every Pod gets.
+    #[serde(default)]
+    pub tolerations: Vec<serde_json::Value>,
 }
 
 /// `spec.authentication`: applied to the running control plane on each reconcile.

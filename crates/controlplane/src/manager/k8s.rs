@@ -102,8 +102,8 @@ async fn serve(
     Ok(())
 }
 
-/// Applies the ControlPlane's authentication settings and tenancy policy to the tenant
-/// (while it serves: no restart).
+/// Applies the ControlPlane's authentication settings, tenancy policy and node placement to
+/// the tenant (while it serves: no restart).
 async fn configure(tenant: &ControlPlane, spec: &ControlPlaneSpec) -> Result<(), ManagerError> {
     let authentication = spec.authentication.clone().unwrap_or_default();
     let anonymous = authentication.anonymous.is_some_and(|a| a.enabled);
@@ -113,6 +113,12 @@ async fn configure(tenant: &ControlPlane, spec: &ControlPlaneSpec) -> Result<(),
         .map_err(|e| ManagerError::Invalid(format!("spec.authentication: {e}")))?;
     let tenancy = spec.tenancy_policy.is_some_and(|p| p.enabled);
     crate::authz::tenancy::apply(tenant, tenancy).await?;
+    tenant.set_node_placement(spec.node_placement.clone().map(|p| {
+        crate::admission::NodePlacement {
+            node_selector: p.node_selector,
+            tolerations: p.tolerations,
+        }
+    }));
     Ok(())
 }
 

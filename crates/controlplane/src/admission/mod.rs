@@ -1,0 +1,208 @@
+//! Built-in admission: the plugins kube-apiserver enables by default that shape or refuse
+//! a write, run in upstream's order (mutating, then validating) after defaulting and
+//! before the object is stored.
+//!
+//! Mutating: LimitRanger (default requests and limits), ServiceAccount (the pod's account
+//! and its token volume), node placement (PodNodeSelector and PodTolerationRestriction,
+//! plus this control plane's own dedicated-node setting). Validating: LimitRanger (min,
+//! max, ratio), PodSecurity (`pod-security.kubernetes.io/*` namespace labels), then
+//! ResourceQuota, which charges each matching quota's `status.used` with a compare-and-swap
+//! before the object is written, so concurrent creates never exceed `hard`.
+//! NamespaceLifecycle is [`ControlPlane::check_namespace_accepts_content`].
+//!
+//! Costs: a kind no plugin looks at pays nothing in a namespace known to hold no quota
+//! (the first write there reads the namespace's quotas once, then it is remembered); pods pay one
+//! read of their namespace, their ServiceAccount and the LimitRanges.
+
+mod limitranger;
+mod placement;
+mod podsecurity;
+pub mod quantity;
+mod quota;
+mod serviceaccount;
+mod usage;
+
+pub use placement::NodePlacement;
+
+use crate::controlplane::ControlPlane;
+use crate::registry::ResourceDef;
+use crate::status::ApiError;
+use serde_json::Value;
+use std::sync::{Arc, RwLock};
+
+/// What admission keeps per control plane.
+#[derive(Debug, Default)]
+pub struct State {
+    /// The dedicated-node placement of new Pods.
+    node_placement: RwLock<Option<Arc<NodePlacement>>>,
+    /// The namespaces known to hold no ResourceQuota.
+    quota_free: quota::QuotaFree,
+}
+
+impl State {
+    /// Sets the placement every new Pod gets (`None`, or an empty one, for none).
+    pub fn set_node_placement(&self, placement: Option<NodePlacement>) {
+        let placement = placement.filter(|p| !p.is_empty()).map(Arc::new);
+        *self
+            .node_placement
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = placement;
+    }
+
+    /// The placement every new Pod gets, if any.
+    pub fn node_placement(&self) -> Option<Arc<NodePlacement>> {
+        self.node_placement
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// What admission knows of a write.
+#[derive(Debug)]
+pub struct Attributes<'a> {
+    /// The resource written.
+    pub def: &'a ResourceDef,
+    /// Its namespace (`None` when cluster-scoped).
+    pub namespace: Option<&'a str>,
+    /// The object's name (empty while a generated name is still to come).
+    pub name: &'a str,
+    /// The subresource written (`status`, `scale`, ...), if any.
+    pub subresource: Option<&'a str>,
+    /// The stored object an update replaces; `None` for a create.
+    pub old: Option<&'a Value>,
+    /// Whether nothing is persisted (`dryRun=All`): quota is checked but not charged.
+    pub dry_run: bool,
+}
+
+impl Attributes<'_> {
+    /// Whether the write is of `plural` in the core group, on the main resource.
+    fn is_core(&self, plural: &str) -> bool {
+        self.def.group.is_empty() && self.def.plural == plural && self.subresource.is_none()
+    }
+
+    /// Upstream's `admission.NewForbidden`: `pods "x" is forbidden: <why>`.
+    fn forbidden(&self, why: impl std::fmt::Display) -> ApiError {
+        let gr = self.def.group_resource();
+        ApiError::forbidden(
+            &gr,
+            self.name,
+            format!("{gr} \"{}\" is forbidden: {why}", self.name),
+        )
+    }
+}
+
+/// What an admitted write leaves to do: warnings for the client, and quota charges to take
+/// back if the write then fails.
+#[derive(Debug, Default)]
+#[must_use = "settle the admission once the write is done"]
+pub struct Admitted {
+    /// `Warning` headers for the client (PodSecurity `warn`).
+    pub warnings: Vec<String>,
+    charged: quota::Charged,
+}
+
+impl Admitted {
+    /// After the write: a failed one gives its quota charges back (what was never stored
+    /// is not held against the quota); a stored one releases the usage it gave up.
+    pub async fn settle(self, cp: &ControlPlane, written: bool) {
+        self.charged.settle(cp, written).await;
+    }
+}
+
+/// Runs the admission chain on `object` (already defaulted). Mutating plugins change it;
+/// a refusal is upstream's error (403 Forbidden, or 422 for invalid labels).
+pub async fn admit(
+    cp: &ControlPlane,
+    attrs: &Attributes<'_>,
+    object: &mut Value,
+) -> Result<Admitted, ApiError> {
+    let mut admitted = Admitted::default();
+    if attrs.namespace.is_none() && !attrs.is_core("namespaces") {
+        return Ok(admitted);
+    }
+    let pod = attrs.is_core("pods");
+    let namespace = if pod || podsecurity::reads_namespace(attrs) {
+        read_namespace(cp, attrs.namespace).await?
+    } else {
+        None
+    };
+    // Mutating, in upstream's order.
+    let limit_ranges = if limitranger::applies(attrs) {
+        limitranger::read(cp, attrs).await?
+    } else {
+        Vec::new()
+    };
+    limitranger::default_resources(attrs, &limit_ranges, object);
+    if pod && attrs.old.is_none() {
+        serviceaccount::admit(cp, attrs, object).await?;
+        placement::admit(
+            attrs,
+            cp.admission().node_placement().as_ref(),
+            namespace.as_ref(),
+            object,
+        )?;
+    }
+    // Validating.
+    limitranger::validate(attrs, &limit_ranges, object)?;
+    admitted.warnings = podsecurity::validate(cp, attrs, namespace.as_ref(), object).await?;
+    admitted.charged = quota::admit(cp, attrs, object).await?;
+    Ok(admitted)
+}
+
+/// After an object is deleted: the quotas of its namespace that count it are recounted
+/// (upstream's quota controller does so when it sees the deletion).
+pub async fn after_delete(cp: &ControlPlane, def: &ResourceDef, object: &Value) {
+    quota::after_delete(cp, def, object).await;
+}
+
+/// The namespace an object is written to, as stored (`None` when missing: NamespaceLifecycle
+/// has already refused writes into missing namespaces, bar the namespace itself).
+async fn read_namespace(
+    cp: &ControlPlane,
+    namespace: Option<&str>,
+) -> Result<Option<Value>, ApiError> {
+    let Some(ns) = namespace else {
+        return Ok(None);
+    };
+    let namespaces = cp.builtin("", "v1", "namespaces")?;
+    let (kv, _) = cp
+        .store()
+        .get(namespaces.key(None, ns).as_bytes(), None)
+        .await
+        .map_err(|e| crate::status::from_store(e, &namespaces.group_resource(), ns))?;
+    Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+}
+
+/// The objects of a namespaced built-in core resource in `namespace`, decoded.
+async fn list_core(
+    cp: &ControlPlane,
+    plural: &str,
+    namespace: &str,
+) -> Result<Vec<Value>, ApiError> {
+    let def = cp.builtin("", "v1", plural)?;
+    list_of(cp, &def, namespace).await
+}
+
+/// The objects of `def` in `namespace`, decoded.
+async fn list_of(
+    cp: &ControlPlane,
+    def: &ResourceDef,
+    namespace: &str,
+) -> Result<Vec<Value>, ApiError> {
+    let page = cp
+        .store()
+        .range(kflex_storage_backends::RangeRequest {
+            prefix: def.collection_prefix(Some(namespace)).into_bytes(),
+            start: None,
+            limit: None,
+            revision: None,
+        })
+        .await
+        .map_err(|e| crate::status::from_store(e, &def.group_resource(), ""))?;
+    Ok(page
+        .kvs
+        .iter()
+        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+        .collect())
+}
