@@ -2,6 +2,7 @@
 
 use crate::authn::Authenticator;
 use crate::authz;
+use crate::controllers::Settings;
 use crate::discovery::{self, DiscoveryFormat};
 use crate::handlers;
 use crate::http::{self as h, ApiRequest, Body};
@@ -30,6 +31,8 @@ pub struct ControlPlane {
     watch_caches: Arc<WatchCaches>,
     /// Whether this is the hosting API, whose `/metrics` shows every control plane's.
     hosting: std::sync::atomic::AtomicBool,
+    /// Its built-in controllers' queue and state.
+    controllers: crate::controllers::Controllers,
 }
 
 /// A discovery document with its ETag, or 304 when the client's copy is current, as
@@ -67,12 +70,24 @@ impl std::fmt::Debug for ControlPlane {
 }
 
 impl ControlPlane {
-    /// A control plane named `name` on `store`, accepting `authenticator`'s credentials.
-    /// Creates the bootstrap namespaces when missing.
+    /// A control plane named `name` on `store`, accepting `authenticator`'s credentials,
+    /// with controllers that know nothing of the server ([`Self::start_with`]).
     pub async fn start(
         name: impl Into<String>,
         store: Arc<dyn Store>,
         authenticator: Authenticator,
+    ) -> Result<Arc<Self>, StoreError> {
+        Self::start_with(name, store, authenticator, Settings::default()).await
+    }
+
+    /// A control plane named `name` on `store`, accepting `authenticator`'s credentials,
+    /// its controllers knowing the server by `settings`. Creates the bootstrap namespaces
+    /// when missing and starts the controllers ([`crate::controllers`]).
+    pub async fn start_with(
+        name: impl Into<String>,
+        store: Arc<dyn Store>,
+        authenticator: Authenticator,
+        settings: Settings,
     ) -> Result<Arc<Self>, StoreError> {
         let signing_key = crate::sa_tokens::SigningKey::load_or_create(store.as_ref()).await?;
         let cp = ControlPlane {
@@ -83,10 +98,13 @@ impl ControlPlane {
             signing_key,
             watch_caches: Arc::default(),
             hosting: std::sync::atomic::AtomicBool::new(false),
+            controllers: crate::controllers::Controllers::new(settings),
         };
         cp.bootstrap().await?;
         crate::crd::load(&cp).await?;
-        Ok(Arc::new(cp))
+        let cp = Arc::new(cp);
+        crate::controllers::start(&cp);
+        Ok(cp)
     }
 
     async fn bootstrap(&self) -> Result<(), StoreError> {
@@ -152,6 +170,11 @@ impl ControlPlane {
     /// The shared store watches of its watched resources.
     pub fn watch_caches(&self) -> &Arc<WatchCaches> {
         &self.watch_caches
+    }
+
+    /// Its controllers.
+    pub(crate) fn controllers(&self) -> &crate::controllers::Controllers {
+        &self.controllers
     }
 
     /// Its resources.
@@ -313,17 +336,25 @@ impl ControlPlane {
         rr: crate::request::ResourceRequest,
         req: ApiRequest,
     ) -> Response<Body> {
-        let writes_aggregation =
-            authz::aggregation::affects_aggregation(&rr.group, &rr.resource, rr.verb.as_str());
-        match handlers::handle(self, rr, req).await {
-            Ok(response) if writes_aggregation && response.status().is_success() => {
-                match authz::aggregation::aggregate(self).await {
-                    Ok(()) => response,
-                    Err(error) => h::error(&error),
-                }
-            }
+        match self.handle_internal(rr, req).await {
             Ok(response) => response,
             Err(error) => h::error(&error),
         }
+    }
+
+    /// Answers a resource request that needs no authentication or authorization: a
+    /// client's after both, or the controllers' own.
+    pub(crate) async fn handle_internal(
+        &self,
+        rr: crate::request::ResourceRequest,
+        req: ApiRequest,
+    ) -> Result<Response<Body>, ApiError> {
+        let writes_aggregation =
+            authz::aggregation::affects_aggregation(&rr.group, &rr.resource, rr.verb.as_str());
+        let response = handlers::handle(self, rr, req).await?;
+        if writes_aggregation && response.status().is_success() {
+            authz::aggregation::aggregate(self).await?;
+        }
+        Ok(response)
     }
 }

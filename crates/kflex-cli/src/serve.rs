@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use kflex_controlplane::authn::Authenticator;
+use kflex_controlplane::controllers::Settings;
 use kflex_controlplane::manager::credentials::{self, ContextNames};
 use kflex_controlplane::manager::storage::StorageConfig;
 use kflex_controlplane::manager::{self, ManagerConfig};
@@ -86,17 +87,17 @@ pub async fn run(args: ServeArgs, user_kubeconfig: bool) -> anyhow::Result<()> {
     let store = SqliteStore::open(args.data_dir.join("host.db"), SqliteOptions::default())
         .await
         .context("opening the hosting API's store")?;
-    let host = ControlPlane::start("host", Arc::new(store), authenticator)
-        .await
-        .context("starting the hosting API")?;
-    let router = Arc::new(Router::new(host));
-
     let connect_ip = if address.ip().is_unspecified() {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
         address.ip()
     };
     let url = format!("https://{}", SocketAddr::new(connect_ip, address.port()));
+    let settings = Settings::served_at(&url, &ca.certificate.cert_pem);
+    let host = ControlPlane::start_with("host", Arc::new(store), authenticator, settings)
+        .await
+        .context("starting the hosting API")?;
+    let router = Arc::new(Router::new(host));
     let kubeconfig = args
         .kubeconfig_out
         .clone()
