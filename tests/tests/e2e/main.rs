@@ -4,6 +4,7 @@ mod api;
 mod apply;
 mod cli;
 mod cli_workflow;
+mod controllers;
 mod crd_rules;
 mod crds;
 mod custom_metadata;
