@@ -450,6 +450,45 @@ async fn background_orphan_and_several_owners() {
     assert_eq!((code, reason.as_str()), (400, "BadRequest"));
 }
 
+#[tokio::test]
+async fn deleting_a_crd_collects_what_its_objects_owned() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &widget_crd())
+        .await
+        .unwrap();
+    let gvk = GroupVersionKind::gvk("example.com", "v1", "Gadget");
+    let gadgets: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(&gvk, "gadgets"),
+    );
+    let gadget: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "owner"},
+    }))
+    .unwrap();
+    let owner = eventually("the custom resource is served", || async {
+        gadgets.create(&PostParams::default(), &gadget).await.ok()
+    })
+    .await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let owned = configmap(
+        "owned-by-gadget",
+        json!([{"apiVersion": "example.com/v1", "kind": "Gadget", "name": "owner",
+                "uid": owner.metadata.uid}]),
+        &[],
+    );
+    cms.create(&PostParams::default(), &owned).await.unwrap();
+    crds.delete("gadgets.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the CRD's objects' dependents are gone", || async {
+        gone(&cms, "owned-by-gadget").await.then_some(())
+    })
+    .await;
+}
+
 /// The CA in the admin kubeconfig of `server`, as PEM.
 fn kubeconfig_ca(server: &KflexServer) -> String {
     let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
@@ -650,4 +689,42 @@ async fn a_restart_resumes_pending_deletions() {
     })
     .await;
     assert!(!gone(&namespaces, "kept").await);
+}
+
+#[tokio::test]
+async fn a_tenant_runs_its_own_controllers() {
+    let server = KflexServer::start();
+    let host = client(&server).await;
+    crate::manager::submit(&host, "ctl", json!({"type": "k8s"}))
+        .await
+        .unwrap();
+    crate::manager::ready(&host, "ctl").await;
+    let tenant = crate::manager::tenant(&host, "ctl").await;
+    // The tenant's kubeconfig trusts the server's CA: the tenant publishes that one.
+    let ca = kubeconfig_ca(&server);
+    let cms: Api<ConfigMap> = Api::namespaced(tenant.clone(), "kube-system");
+    let published = eventually("the tenant's root CA ConfigMap", || async {
+        cms.get_opt("kube-root-ca.crt").await.unwrap()
+    })
+    .await;
+    assert_eq!(published.data.unwrap()["ca.crt"], ca);
+    let services: Api<Service> = Api::namespaced(tenant.clone(), "default");
+    let service = eventually("the tenant's Service kubernetes", || async {
+        services.get_opt("kubernetes").await.unwrap()
+    })
+    .await;
+    assert_eq!(
+        service.spec.unwrap().cluster_ip.as_deref(),
+        Some("10.96.0.1")
+    );
+    create_namespace(&tenant, "scratch").await;
+    let namespaces: Api<Namespace> = Api::all(tenant.clone());
+    namespaces
+        .delete("scratch", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the tenant's namespace is gone", || async {
+        gone(&namespaces, "scratch").await.then_some(())
+    })
+    .await;
 }

@@ -18,7 +18,7 @@ fn control_planes(client: &kube::Client) -> Api<DynamicObject> {
     )
 }
 
-async fn submit(
+pub(crate) async fn submit(
     client: &kube::Client,
     name: &str,
     spec: Value,
@@ -65,7 +65,7 @@ async fn settled(client: &kube::Client, name: &str) -> (DynamicObject, Duration)
     }
 }
 
-async fn ready(client: &kube::Client, name: &str) -> Duration {
+pub(crate) async fn ready(client: &kube::Client, name: &str) -> Duration {
     let (cp, took) = settled(client, name).await;
     assert_eq!(
         condition(&cp, "Ready").map(|c| c["reason"].clone()),

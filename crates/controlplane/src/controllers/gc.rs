@@ -31,10 +31,15 @@ const SCAN_CONCURRENCY: usize = 4;
 /// One `metadata.ownerReferences` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnerReference {
+    /// The owner's `apiVersion`.
     pub api_version: String,
+    /// The owner's kind.
     pub kind: String,
+    /// The owner's name (in the dependent's namespace when the owner is namespaced).
     pub name: String,
+    /// The owner's uid.
     pub uid: String,
+    /// Whether a Foreground deletion of the owner waits for this dependent.
     pub block_owner_deletion: bool,
 }
 
@@ -283,7 +288,7 @@ pub(super) async fn check_dependents(
             continue;
         };
         let def = resource_of(cp, &def, &object);
-        if let Err(error) = attempt_to_delete(cp, &graph, &def, &object).await {
+        if let Err(error) = attempt_to_delete(cp, &graph, &def, &object, None).await {
             first_error.get_or_insert(error);
         }
     }
@@ -342,11 +347,20 @@ async fn current(
     Ok((meta_str(&object, "uid") == Some(uid)).then_some(object))
 }
 
-/// Classifies the owners of `dependent`.
-async fn classify(cp: &ControlPlane, dependent: &Value) -> Result<Owners, ApiError> {
+/// Classifies the owners of `dependent`; the owner of uid `gone`, if any, is known to be
+/// gone (even when its kind is no longer served, as after its CRD's deletion).
+async fn classify(
+    cp: &ControlPlane,
+    dependent: &Value,
+    gone: Option<&str>,
+) -> Result<Owners, ApiError> {
     let namespace = meta_str(dependent, "namespace");
     let mut owners = Owners::default();
     for reference in owner_references(dependent) {
+        if gone == Some(reference.uid.as_str()) {
+            owners.dangling.push(reference.uid);
+            continue;
+        }
         let Some(def) = owner_def(cp, &reference) else {
             // A kind this control plane does not serve cannot be checked: keep.
             owners.solid.push(reference.uid);
@@ -372,17 +386,19 @@ async fn classify(cp: &ControlPlane, dependent: &Value) -> Result<Owners, ApiErr
     Ok(owners)
 }
 
-/// Upstream's `attemptToDeleteItem`: deletes `dependent` unless a solid owner keeps it.
+/// Upstream's `attemptToDeleteItem`: deletes `dependent` unless a solid owner keeps it
+/// (the owner of uid `gone` is known to be gone).
 async fn attempt_to_delete(
     cp: &ControlPlane,
     graph: &Graph,
     def: &Arc<ResourceDef>,
     dependent: &Value,
+    gone: Option<&str>,
 ) -> Result<(), ApiError> {
     if meta_str(dependent, "deletionTimestamp").is_some() {
         return Ok(());
     }
-    let owners = classify(cp, dependent).await?;
+    let owners = classify(cp, dependent, gone).await?;
     let finalizers = object::finalizers(dependent);
     match verdict(&owners, &finalizers, graph.has_dependents(dependent)) {
         Verdict::Keep => Ok(()),
@@ -499,7 +515,7 @@ async fn process_owner(
     let (Some(def), Some(stored)) = (def, stored) else {
         controllers.set_waiting(&owner.uid, false);
         for (def, dependent) in graph.dependents_of(&owner.uid) {
-            attempt_to_delete(cp, graph, def, dependent).await?;
+            attempt_to_delete(cp, graph, def, dependent, Some(&owner.uid)).await?;
         }
         return Ok(());
     };
@@ -521,7 +537,7 @@ async fn process_owner(
     controllers.set_waiting(&owner.uid, true);
     let mut blocking = false;
     for (dep_def, dependent) in graph.dependents_of(&owner.uid) {
-        attempt_to_delete(cp, graph, dep_def, dependent).await?;
+        attempt_to_delete(cp, graph, dep_def, dependent, None).await?;
         blocking = blocking || still_blocks(cp, dep_def, dependent, &owner.uid).await?;
     }
     if blocking {
@@ -578,7 +594,7 @@ pub(super) async fn resume(cp: &ControlPlane, mut owners: Vec<ObjectRef>) -> Res
     for (def, object) in &graph.nodes {
         let references = owner_references(object);
         if references.iter().any(|r| !graph.uids.contains(&r.uid)) {
-            if let Err(error) = attempt_to_delete(cp, &graph, def, object).await {
+            if let Err(error) = attempt_to_delete(cp, &graph, def, object, None).await {
                 first_error.get_or_insert(error);
             }
         }

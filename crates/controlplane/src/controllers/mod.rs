@@ -81,11 +81,17 @@ enum Work {
 /// An object by resource, namespace, name and uid.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ObjectRef {
+    /// The API group (`""` for the core group).
     pub group: String,
+    /// A version the resource is served at.
     pub version: String,
+    /// The plural resource name.
     pub plural: String,
+    /// `None` for cluster-scoped objects.
     pub namespace: Option<String>,
+    /// The object's name.
     pub name: String,
+    /// The object's uid: an object of the same name with another uid is another object.
     pub uid: String,
 }
 
@@ -217,8 +223,16 @@ pub(crate) fn start(cp: &Arc<ControlPlane>) {
     let _ = controllers.this.set(Arc::downgrade(cp));
     let cp = cp.clone();
     tokio::spawn(async move {
-        if let Err(error) = resume(&cp).await {
-            tracing::warn!(control_plane = cp.name(), %error, "resuming the controllers");
+        let started = std::time::Instant::now();
+        match resume(&cp).await {
+            Ok(()) => tracing::debug!(
+                control_plane = cp.name(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "controllers resumed"
+            ),
+            Err(error) => {
+                tracing::warn!(control_plane = cp.name(), %error, "resuming the controllers")
+            }
         }
     });
 }
