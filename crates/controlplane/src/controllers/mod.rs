@@ -140,6 +140,9 @@ struct State {
     terminating: HashSet<String>,
     /// Uids of owners deleting their dependents in the foreground.
     waiting: HashSet<String>,
+    /// Whether garbage collection failed (the store was unavailable): the marker then
+    /// stays, for the next start to scan again.
+    failed: bool,
 }
 
 impl Controllers {
@@ -178,7 +181,8 @@ impl Controllers {
         };
         {
             let mut state = self.state();
-            let idle_marker = state.marked && state.in_flight == 0;
+            let idle_marker =
+                state.marked && state.in_flight == 0 && state.waiting.is_empty() && !state.failed;
             if state.running || (state.queue.is_empty() && !idle_marker) {
                 return;
             }
@@ -284,9 +288,10 @@ async fn drain(cp: Arc<ControlPlane>) {
                 if !state.queue.is_empty() {
                     continue;
                 }
-                if !state.marked || state.in_flight > 0 || !state.waiting.is_empty() {
+                let keep = state.in_flight > 0 || !state.waiting.is_empty() || state.failed;
+                if !state.marked || keep {
                     // A write in flight keeps the marker (its guard starts a new drain),
-                    // and so do owners waiting for their dependents.
+                    // and so do owners waiting for their dependents and failed work.
                     state.running = false;
                     return;
                 }
@@ -351,6 +356,7 @@ async fn process(cp: &ControlPlane, batch: Vec<Work>) {
             error = error.message(),
             "garbage collection failed"
         );
+        cp.controllers().state().failed = true;
     }
 }
 
