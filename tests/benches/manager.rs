@@ -11,6 +11,7 @@
 
 use futures::{StreamExt, TryStreamExt};
 use kflex_controlplane::authn::{Authenticator, User};
+use kflex_controlplane::controllers::Settings;
 use kflex_controlplane::manager::storage::StorageConfig;
 use kflex_controlplane::manager::{self, Manager, ManagerConfig};
 use kflex_controlplane::pki::CertificateAuthority;
@@ -50,8 +51,9 @@ fn cpu_time() -> Duration {
 }
 
 /// A kflex server (hosting API, manager) on `data_dir`, and an admin client for it.
-async fn start(data_dir: &std::path::Path, postgres: Option<PostgresServer>) -> kube::Client {
+async fn start(data_dir: &std::path::Path, postgres_url: Option<&str>) -> kube::Client {
     let ca = CertificateAuthority::generate("bench-ca").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (manager_token, manager_user) = manager::manager_identity();
     let mut authn = Authenticator::default();
     authn.add_token(manager_token.clone(), manager_user);
@@ -71,11 +73,28 @@ async fn start(data_dir: &std::path::Path, postgres: Option<PostgresServer>) -> 
         .await
         .unwrap();
     let router = Arc::new(Router::new(host));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "https://127.0.0.1:{}",
         listener.local_addr().unwrap().port()
     );
+    let postgres = match postgres_url {
+        // As `kflex serve --postgres-url` runs it: 8 spare stores, prepared for this server.
+        Some(postgres_url) => {
+            let settings = Settings::served_at(&url, &ca.certificate.cert_pem);
+            let options = PostgresOptions {
+                spare_stores: 8,
+                prepare_spare: Some(ControlPlane::spare_preparer(settings)),
+                ..PostgresOptions::default()
+            };
+            let server = PostgresServer::connect(postgres_url, options)
+                .await
+                .expect("the benchmark PostgreSQL");
+            // Let the spares be made, as they are on a server that has been running.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Some(server)
+        }
+        None => None,
+    };
     let cert = ca
         .server_certificate(&["localhost"], &["127.0.0.1".parse().unwrap()])
         .unwrap();
@@ -174,9 +193,9 @@ async fn create_until_ready(
     took
 }
 
-async fn shared(label: &str, count: usize, postgres: Option<PostgresServer>) {
+async fn shared(label: &str, count: usize, postgres_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    let client = start(dir.path(), postgres).await;
+    let client = start(dir.path(), postgres_url).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = rss_mib();
     let spec = json!({"type": "k8s", "backend": "shared"});
@@ -219,16 +238,7 @@ async fn main() {
     println!("|---|---|---|---|---|---|");
     shared("shared: embedded SQLite", count, None).await;
     if let Ok(url) = std::env::var(kflex_e2e::POSTGRES_URL_ENV) {
-        // As `kflex serve --postgres-url` runs it: 8 spare stores.
-        let options = PostgresOptions {
-            spare_stores: 8,
-            prepare_spare: Some(kflex_controlplane::ControlPlane::spare_preparer()),
-            ..PostgresOptions::default()
-        };
-        let server = PostgresServer::connect(&url, options)
-            .await
-            .expect("the benchmark PostgreSQL");
-        shared("shared: PostgreSQL", count, Some(server)).await;
+        shared("shared: PostgreSQL", count, Some(&url)).await;
     }
 
     let dir = tempfile::tempdir().unwrap();

@@ -2,6 +2,7 @@
 
 use crate::authn::Authenticator;
 use crate::authz;
+use crate::controllers::Settings;
 use crate::discovery::{self, DiscoveryFormat};
 use crate::handlers;
 use crate::http::{self as h, ApiRequest, Body};
@@ -35,6 +36,8 @@ pub struct ControlPlane {
     /// What admission keeps per control plane: dedicated-node placement, quota-free
     /// namespaces ([`crate::admission`]).
     admission: crate::admission::State,
+    /// Its built-in controllers' queue and state.
+    controllers: crate::controllers::Controllers,
 }
 
 /// A discovery document with its ETag, or 304 when the client's copy is current, as
@@ -72,16 +75,40 @@ impl std::fmt::Debug for ControlPlane {
 }
 
 impl ControlPlane {
-    /// A control plane named `name` on `store`, accepting `authenticator`'s credentials.
-    /// Creates the bootstrap namespaces when missing.
+    /// A control plane named `name` on `store`, accepting `authenticator`'s credentials,
+    /// with controllers that know nothing of the server ([`Self::start_with`]).
     pub async fn start(
         name: impl Into<String>,
         store: Arc<dyn Store>,
         authenticator: Authenticator,
     ) -> Result<Arc<Self>, StoreError> {
+        Self::start_with(name, store, authenticator, Settings::default()).await
+    }
+
+    /// A control plane named `name` on `store`, accepting `authenticator`'s credentials,
+    /// its controllers knowing the server by `settings`. Creates the bootstrap namespaces
+    /// when missing and starts the controllers ([`crate::controllers`]).
+    pub async fn start_with(
+        name: impl Into<String>,
+        store: Arc<dyn Store>,
+        authenticator: Authenticator,
+        settings: Settings,
+    ) -> Result<Arc<Self>, StoreError> {
+        let cp = Self::open(name.into(), store, authenticator, settings).await?;
+        crate::controllers::start(&cp);
+        Ok(cp)
+    }
+
+    /// The control plane on `store`, its bootstrap objects written; controllers not started.
+    async fn open(
+        name: String,
+        store: Arc<dyn Store>,
+        authenticator: Authenticator,
+        settings: Settings,
+    ) -> Result<Arc<Self>, StoreError> {
         let signing_key = crate::sa_tokens::SigningKey::load_or_create(store.as_ref()).await?;
         let cp = ControlPlane {
-            name: name.into(),
+            name,
             store,
             registry: ResourceRegistry::builtin(),
             authenticator,
@@ -90,25 +117,31 @@ impl ControlPlane {
             hosting: std::sync::atomic::AtomicBool::new(false),
             tenancy_policy: Default::default(),
             admission: crate::admission::State::default(),
+            controllers: crate::controllers::Controllers::new(settings),
         };
         cp.bootstrap().await?;
         crate::crd::load(&cp).await?;
         Ok(Arc::new(cp))
     }
 
-    /// Gives `store` what a new control plane starts with (namespaces, bootstrap policy,
-    /// the ServiceAccount signing key), so that one started on it later only reads.
-    pub async fn prepare_store(store: Arc<dyn Store>) -> Result<(), StoreError> {
-        Self::start("", store, Authenticator::default()).await?;
-        Ok(())
+    /// Gives `store` what a new control plane served with `settings` starts with
+    /// (namespaces, bootstrap policy, the ServiceAccount signing key, and what the
+    /// controllers write at start: ServiceAccounts, `kube-root-ca.crt`, `svc/kubernetes`),
+    /// so that one started on it later only reads. Returns once all of it is written.
+    pub async fn prepare_store(
+        store: Arc<dyn Store>,
+        settings: Settings,
+    ) -> Result<(), StoreError> {
+        let cp = Self::open(String::new(), store, Authenticator::default(), settings).await?;
+        crate::controllers::start_and_settle(&cp).await
     }
 
     /// [`prepare_store`](Self::prepare_store) for PostgreSQL's spare stores, so that a
     /// control plane made from a spare starts without a write.
-    pub fn spare_preparer() -> kflex_storage_backends::postgres::SparePreparer {
+    pub fn spare_preparer(settings: Settings) -> kflex_storage_backends::postgres::SparePreparer {
         kflex_storage_backends::postgres::SparePreparer::new(
             "controlplane",
-            Arc::new(|store| Box::pin(Self::prepare_store(store))),
+            Arc::new(move |store| Box::pin(Self::prepare_store(store, settings.clone()))),
         )
     }
 
@@ -225,6 +258,11 @@ impl ControlPlane {
     /// The shared store watches of its watched resources.
     pub fn watch_caches(&self) -> &Arc<WatchCaches> {
         &self.watch_caches
+    }
+
+    /// Its controllers.
+    pub(crate) fn controllers(&self) -> &crate::controllers::Controllers {
+        &self.controllers
     }
 
     /// Its resources.
@@ -386,17 +424,25 @@ impl ControlPlane {
         rr: crate::request::ResourceRequest,
         req: ApiRequest,
     ) -> Response<Body> {
-        let writes_aggregation =
-            authz::aggregation::affects_aggregation(&rr.group, &rr.resource, rr.verb.as_str());
-        match handlers::handle(self, rr, req).await {
-            Ok(response) if writes_aggregation && response.status().is_success() => {
-                match authz::aggregation::aggregate(self).await {
-                    Ok(()) => response,
-                    Err(error) => h::error(&error),
-                }
-            }
+        match self.handle_internal(rr, req).await {
             Ok(response) => response,
             Err(error) => h::error(&error),
         }
+    }
+
+    /// Answers a resource request that needs no authentication or authorization: a
+    /// client's after both, or the controllers' own.
+    pub(crate) async fn handle_internal(
+        &self,
+        rr: crate::request::ResourceRequest,
+        req: ApiRequest,
+    ) -> Result<Response<Body>, ApiError> {
+        let writes_aggregation =
+            authz::aggregation::affects_aggregation(&rr.group, &rr.resource, rr.verb.as_str());
+        let response = handlers::handle(self, rr, req).await?;
+        if writes_aggregation && response.status().is_success() {
+            authz::aggregation::aggregate(self).await?;
+        }
+        Ok(response)
     }
 }

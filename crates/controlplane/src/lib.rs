@@ -10,11 +10,13 @@
 //! [`request`] (what is asked) → the handlers (REST semantics) → the store. Errors are
 //! `metav1.Status` ([`status`]).
 //!
-//! [`manager`] turns the hosting API's `ControlPlane` objects into tenants.
+//! [`controllers`] are the built-in controllers (namespaces, garbage collection,
+//! ServiceAccounts), driven by writes. [`manager`] turns the hosting API's `ControlPlane` objects into tenants.
 
 pub mod admission;
 pub mod authn;
 pub mod authz;
+pub mod controllers;
 mod controlplane;
 pub mod crd;
 pub mod defaults;

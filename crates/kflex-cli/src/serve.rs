@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use kflex_controlplane::authn::Authenticator;
+use kflex_controlplane::controllers::Settings;
 use kflex_controlplane::manager::credentials::{self, ContextNames};
 use kflex_controlplane::manager::storage::StorageConfig;
 use kflex_controlplane::manager::{self, ManagerConfig};
@@ -90,17 +91,17 @@ pub async fn run(args: ServeArgs, user_kubeconfig: bool) -> anyhow::Result<()> {
     let store = SqliteStore::open(args.data_dir.join("host.db"), SqliteOptions::default())
         .await
         .context("opening the hosting API's store")?;
-    let host = ControlPlane::start("host", Arc::new(store), authenticator)
-        .await
-        .context("starting the hosting API")?;
-    let router = Arc::new(Router::new(host));
-
     let connect_ip = if address.ip().is_unspecified() {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
         address.ip()
     };
     let url = format!("https://{}", SocketAddr::new(connect_ip, address.port()));
+    let settings = Settings::served_at(&url, &ca.certificate.cert_pem);
+    let host = ControlPlane::start_with("host", Arc::new(store), authenticator, settings)
+        .await
+        .context("starting the hosting API")?;
+    let router = Arc::new(Router::new(host));
     let kubeconfig = args
         .kubeconfig_out
         .clone()
@@ -110,13 +111,21 @@ pub async fn run(args: ServeArgs, user_kubeconfig: bool) -> anyhow::Result<()> {
         record_hosting_context(&kubeconfig)?;
     }
 
+    let external_url = args.external_url.clone().unwrap_or_else(|| url.clone());
+    let in_cluster_url = args
+        .in_cluster_url
+        .clone()
+        .unwrap_or_else(|| external_url.clone());
     let postgres = match &args.postgres_url {
         Some(dsn) => Some(
             PostgresServer::connect(
                 dsn,
                 PostgresOptions {
                     spare_stores: args.spare_stores,
-                    prepare_spare: Some(ControlPlane::spare_preparer()),
+                    prepare_spare: Some(ControlPlane::spare_preparer(Settings::served_at(
+                        &in_cluster_url,
+                        &ca.certificate.cert_pem,
+                    ))),
                     ..PostgresOptions::default()
                 },
             )
@@ -125,17 +134,13 @@ pub async fn run(args: ServeArgs, user_kubeconfig: bool) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let external_url = args.external_url.clone().unwrap_or_else(|| url.clone());
     let config = ManagerConfig {
         storage: StorageConfig {
             data_dir: args.data_dir.clone(),
             postgres,
             etcd_bin: args.etcd_bin.clone(),
         },
-        in_cluster_url: args
-            .in_cluster_url
-            .clone()
-            .unwrap_or_else(|| external_url.clone()),
+        in_cluster_url,
         external_url,
         server_ca: Arc::new(ca),
         token: manager_token,

@@ -117,7 +117,14 @@ async fn kube_rs_creates_reads_updates_and_deletes() {
 async fn kube_rs_paginates_one_snapshot() {
     let server = KflexServer::start();
     let cms: Api<ConfigMap> = Api::namespaced(client(&server).await, "kube-public");
-    for i in 0..25 {
+    // The root-CA publisher's ConfigMap is the namespace's 25th.
+    for _ in 0..200 {
+        if cms.get_opt("kube-root-ca.crt").await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for i in 0..24 {
         cms.create(
             &PostParams::default(),
             &configmap(&format!("cm-{i:02}"), &[], &[]),
@@ -152,7 +159,9 @@ async fn kube_rs_watcher_follows_changes() {
     let server = KflexServer::start();
     let client = client(&server).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let mut events = watcher(cms.clone(), watcher::Config::default()).boxed();
+    // The root-CA publisher's ConfigMap may appear at any time: not this test's.
+    let mine = watcher::Config::default().fields("metadata.name!=kube-root-ca.crt");
+    let mut events = watcher(cms.clone(), mine).boxed();
     // The initial listing completes before anything is written.
     loop {
         if let watcher::Event::InitDone =
@@ -401,9 +410,8 @@ async fn kube_rs_reads_metadata_only_and_gets_406_for_what_it_cannot_have() {
     );
 
     let metadata: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(client.clone(), "default");
-    let mut watched = watcher(metadata, watcher::Config::default())
-        .applied_objects()
-        .boxed();
+    let mine = watcher::Config::default().fields("metadata.name!=kube-root-ca.crt");
+    let mut watched = watcher(metadata, mine).applied_objects().boxed();
     let first = tokio::time::timeout(Duration::from_secs(10), watched.try_next())
         .await
         .unwrap()
@@ -620,6 +628,15 @@ async fn namespaces_terminate_until_finalized_and_bootstrap_ones_are_immortal() 
         Some(vec!["kubernetes".to_string()])
     );
 
+    // Content with a finalizer keeps the namespace Terminating.
+    let held: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "held", "finalizers": ["example.com/hold"]}
+    }))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(client.clone(), "doomed")
+        .create(&PostParams::default(), &held)
+        .await
+        .unwrap();
     namespaces
         .delete("doomed", &DeleteParams::default())
         .await
@@ -639,6 +656,8 @@ async fn namespaces_terminate_until_finalized_and_bootstrap_ones_are_immortal() 
 
     let mut finalized = terminating.clone();
     finalized.spec.as_mut().unwrap().finalizers = Some(vec![]);
+    // The namespace controller writes the status meanwhile: no precondition.
+    finalized.metadata.resource_version = None;
     let request = http::Request::put("/api/v1/namespaces/doomed/finalize")
         .header("content-type", "application/json")
         .body(serde_json::to_vec(&finalized).unwrap())
@@ -823,7 +842,8 @@ async fn kube_rs_streaming_lists_end_initial_events_with_a_bookmark() {
             .unwrap();
     }
     // streaming_lists() waits for the `k8s.io/initial-events-end` bookmark before InitDone.
-    let mut events = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mine = watcher::Config::default().fields("metadata.name!=kube-root-ca.crt");
+    let mut events = watcher(cms.clone(), mine.streaming_lists()).boxed();
     let mut initial = Vec::new();
     loop {
         match tokio::time::timeout(Duration::from_secs(10), events.try_next())

@@ -55,11 +55,20 @@ async fn custom_resource_metadata_is_pruned_to_object_meta() {
     let client = client(&server).await;
     let api = gadgets(&client).await;
     let post = |query: &str| format!("{GADGETS}{query}");
+    // An owner that exists: the garbage collector deletes dependents of missing owners.
+    let owner =
+        kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::default_namespaced(client.clone())
+            .create(
+                &Default::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "o"}})).unwrap(),
+            )
+            .await
+            .unwrap();
     let extra = json!({
         "foo": 1,
         "labels": {"x": "y"},
         "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o",
-            "uid": "0b5c4f1e-0000-4000-8000-000000000001", "bar": true}],
+            "uid": owner.metadata.uid, "bar": true}],
     });
 
     // Warn (the default): created without the unknown fields, one warning each, the

@@ -6,6 +6,7 @@ mod apply;
 mod builtin_hooks;
 mod cli;
 mod cli_workflow;
+mod controllers;
 mod crd_rules;
 mod crds;
 mod custom_metadata;

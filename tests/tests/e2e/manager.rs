@@ -65,7 +65,7 @@ pub(crate) async fn settled(client: &kube::Client, name: &str) -> (DynamicObject
     }
 }
 
-async fn ready(client: &kube::Client, name: &str) -> Duration {
+pub(crate) async fn ready(client: &kube::Client, name: &str) -> Duration {
     let (cp, took) = settled(client, name).await;
     assert_eq!(
         condition(&cp, "Ready").map(|c| c["reason"].clone()),

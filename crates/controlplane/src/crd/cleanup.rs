@@ -113,13 +113,21 @@ async fn delete_objects(cp: &ControlPlane, crd: &Value) -> Result<usize, ApiErro
         ..Default::default()
     };
     let page = store.range(range()).await.map_err(unavailable)?;
+    // The garbage collector hears of the deleted objects: they may own others.
+    let def = cp
+        .registry()
+        .all()
+        .into_iter()
+        .find(|d| d.storage_prefix == prefix);
     for kv in &page.kvs {
         let mut object = decode(kv)?;
         let outcome = if object::finalizers(&object).is_empty() {
-            store
-                .delete(&kv.key, Some(kv.mod_revision))
-                .await
-                .map(|_| ())
+            let _pending = crate::controllers::prepare(cp).await;
+            let deleted = store.delete(&kv.key, Some(kv.mod_revision)).await;
+            if let (Ok(_), Some(def)) = (&deleted, &def) {
+                crate::controllers::after_write(cp, def, &object, true);
+            }
+            deleted.map(|_| ())
         } else if meta_str(&object, "deletionTimestamp").is_none() {
             let meta = metadata_mut(&mut object);
             meta.insert("deletionTimestamp".into(), json!(object::now()));

@@ -222,6 +222,7 @@ async fn create(call: &Call<'_>, object: &mut Value) -> Result<Option<Value>, Ap
         Ok(revision) => {
             object::set_resource_version(object, revision);
             crate::crd::after_write(call.cp, &call.def, object).await;
+            crate::controllers::after_write(call.cp, &call.def, object, false);
             Ok(Some(object.clone()))
         }
         Err(StoreError::AlreadyExists { .. }) => Ok(None),

@@ -152,10 +152,12 @@ pub(super) async fn delete_object(
             if options.dry_run {
                 return Ok(object);
             }
+            let _pending = crate::controllers::prepare(call.cp).await;
             match store.delete(key.as_bytes(), Some(kv.mod_revision)).await {
                 Ok(_) => {
                     crate::defaults::services::on_delete(&**store, &call.def, &object).await;
                     crate::admission::after_delete(call.cp, &call.def, &object).await;
+                    crate::controllers::after_write(call.cp, &call.def, &object, true);
                     return Ok(object);
                 }
                 Err(StoreError::Conflict {
@@ -184,12 +186,14 @@ pub(super) async fn delete_object(
         if options.dry_run {
             return Ok(object);
         }
+        let _pending = crate::controllers::prepare(call.cp).await;
         match store
             .update(key.as_bytes(), encode(&object), kv.mod_revision, None)
             .await
         {
             Ok(revision) => {
                 object::set_resource_version(&mut object, revision);
+                crate::controllers::after_write(call.cp, &call.def, &object, false);
                 return Ok(object);
             }
             Err(StoreError::Conflict {

@@ -216,6 +216,7 @@ async fn insert(
             Ok(revision) => {
                 object::set_resource_version(object, revision);
                 crate::crd::after_write(call.cp, &call.def, object).await;
+                crate::controllers::after_write(call.cp, &call.def, object, false);
                 return Ok(json(StatusCode::CREATED, &*object));
             }
             Err(StoreError::AlreadyExists { .. }) if attempt < attempts => continue,
@@ -454,6 +455,10 @@ pub(super) async fn write_with_retries(
         let deleting = meta_str(&updated, "deletionTimestamp").is_some()
             && object::finalizers(&updated).is_empty()
             && spec_finalizers(&updated).is_empty();
+        let _pending = match deleting {
+            true => Some(crate::controllers::prepare(call.cp).await),
+            false => None,
+        };
         let written = if deleting {
             store
                 .delete(key.as_bytes(), Some(kv.mod_revision))
@@ -479,6 +484,7 @@ pub(super) async fn write_with_retries(
             Ok(revision) => {
                 object::set_resource_version(&mut updated, revision);
                 crate::crd::after_write(call.cp, &call.def, &updated).await;
+                crate::controllers::after_write(call.cp, &call.def, &updated, deleting);
                 return Ok(updated);
             }
             Err(StoreError::Conflict {

@@ -92,7 +92,12 @@ async fn serve(
     // The manager applies hooks that target the tenant itself.
     let (_, manager) = super::manager_identity();
     authenticator.add_token(ctx.config.token.clone(), manager);
-    let tenant = ControlPlane::start(name, store.store.clone(), authenticator).await?;
+    let settings = crate::controllers::Settings::served_at(
+        &ctx.config.in_cluster_url,
+        &ctx.config.server_ca.certificate.cert_pem,
+    );
+    let tenant =
+        ControlPlane::start_with(name, store.store.clone(), authenticator, settings).await?;
     configure(&tenant, spec).await?;
     ctx.tenants
         .lock()

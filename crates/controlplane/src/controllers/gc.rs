@@ -1,0 +1,686 @@
+//! The garbage collector, with the contract of upstream's: an object whose owners are all
+//! gone is deleted (Background); an owner deleted in the Foreground keeps its
+//! `foregroundDeletion` finalizer until its dependents with `blockOwnerDeletion` are gone;
+//! an owner deleted with Orphan loses its `orphan` finalizer once no dependent refers to it.
+//!
+//! There is no graph in memory: when an owner is deleted or marked, the objects that may
+//! depend on it are read from the store (its namespace's, for a namespaced owner; every
+//! object, for a cluster-scoped one), and owners of one batch share one such read.
+
+use super::{internal, ObjectRef};
+use crate::controlplane::ControlPlane;
+use crate::handlers::decode;
+use crate::object::{self, meta_str, metadata_mut};
+use crate::registry::ResourceDef;
+use crate::status::ApiError;
+use futures::{StreamExt, TryStreamExt};
+use kflex_storage_backends::RangeRequest;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+/// The finalizer of an owner deleted with `propagationPolicy: Orphan`.
+pub const ORPHAN: &str = "orphan";
+/// The finalizer of an owner deleted with `propagationPolicy: Foreground`.
+pub const FOREGROUND: &str = "foregroundDeletion";
+/// How often a write that lost a race is tried again.
+const RETRIES: usize = 5;
+/// Concurrent range reads of one scan.
+const SCAN_CONCURRENCY: usize = 4;
+
+/// One `metadata.ownerReferences` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnerReference {
+    /// The owner's `apiVersion`.
+    pub api_version: String,
+    /// The owner's kind.
+    pub kind: String,
+    /// The owner's name (in the dependent's namespace when the owner is namespaced).
+    pub name: String,
+    /// The owner's uid.
+    pub uid: String,
+    /// Whether a Foreground deletion of the owner waits for this dependent.
+    pub block_owner_deletion: bool,
+}
+
+/// The owner references of `object` (malformed entries are skipped).
+pub fn owner_references(object: &Value) -> Vec<OwnerReference> {
+    object["metadata"]["ownerReferences"]
+        .as_array()
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| {
+                    let text = |f: &str| r.get(f).and_then(Value::as_str).map(str::to_owned);
+                    Some(OwnerReference {
+                        api_version: text("apiVersion")?,
+                        kind: text("kind")?,
+                        name: text("name")?,
+                        uid: text("uid")?,
+                        block_owner_deletion: r
+                            .get("blockOwnerDeletion")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `object` without the owner references whose uid is in `uids`; `None` when none is.
+pub fn without_references(object: &Value, uids: &HashSet<String>) -> Option<Value> {
+    let refs = object["metadata"]["ownerReferences"].as_array()?;
+    let kept: Vec<Value> = refs
+        .iter()
+        .filter(|r| !r["uid"].as_str().is_some_and(|uid| uids.contains(uid)))
+        .cloned()
+        .collect();
+    if kept.len() == refs.len() {
+        return None;
+    }
+    let mut changed = object.clone();
+    let meta = metadata_mut(&mut changed);
+    if kept.is_empty() {
+        meta.remove("ownerReferences");
+    } else {
+        meta.insert("ownerReferences".into(), json!(kept));
+    }
+    Some(changed)
+}
+
+/// What the owners of a dependent say about it, as upstream classifies them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Owners {
+    /// Owners that exist and are not deleting their dependents in the foreground.
+    pub solid: Vec<String>,
+    /// Owners that are gone (or were replaced by an object with another uid).
+    pub dangling: Vec<String>,
+    /// Owners that are deleting their dependents in the foreground.
+    pub waiting: Vec<String>,
+}
+
+/// What the garbage collector does with a dependent that is not being deleted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It keeps a solid owner and refers to no other.
+    Keep,
+    /// It keeps a solid owner; the references to these gone or deleting owners go.
+    DropReferences(HashSet<String>),
+    /// It is deleted with this propagation policy.
+    Delete(&'static str),
+}
+
+/// Upstream's decision for a dependent with `owners`, whose own finalizers are
+/// `finalizers` and which has dependents of its own when `has_dependents`.
+pub fn verdict(owners: &Owners, finalizers: &[String], has_dependents: bool) -> Verdict {
+    if !owners.solid.is_empty() {
+        if owners.dangling.is_empty() && owners.waiting.is_empty() {
+            return Verdict::Keep;
+        }
+        let uids = owners.dangling.iter().chain(&owners.waiting).cloned();
+        return Verdict::DropReferences(uids.collect());
+    }
+    if !owners.waiting.is_empty() && has_dependents {
+        return Verdict::Delete("Foreground");
+    }
+    if finalizers.iter().any(|f| f == ORPHAN) {
+        Verdict::Delete("Orphan")
+    } else if finalizers.iter().any(|f| f == FOREGROUND) {
+        Verdict::Delete("Foreground")
+    } else {
+        Verdict::Delete("Background")
+    }
+}
+
+/// The objects a scan read, with who refers to whom.
+#[derive(Default)]
+struct Graph {
+    nodes: Vec<(Arc<ResourceDef>, Value)>,
+    uids: HashSet<String>,
+    /// Owner uid → indices of the nodes that refer to it.
+    dependents: HashMap<String, Vec<usize>>,
+}
+
+impl Graph {
+    fn add(&mut self, def: Arc<ResourceDef>, object: Value) {
+        let index = self.nodes.len();
+        if let Some(uid) = meta_str(&object, "uid") {
+            self.uids.insert(uid.to_owned());
+        }
+        for reference in owner_references(&object) {
+            self.dependents
+                .entry(reference.uid)
+                .or_default()
+                .push(index);
+        }
+        self.nodes.push((def, object));
+    }
+
+    fn dependents_of(&self, uid: &str) -> impl Iterator<Item = &(Arc<ResourceDef>, Value)> {
+        self.dependents
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.nodes[i])
+    }
+
+    fn has_dependents(&self, object: &Value) -> bool {
+        meta_str(object, "uid").is_some_and(|uid| self.dependents.contains_key(uid))
+    }
+}
+
+/// One resource per storage prefix that can be listed and deleted, namespaced only when
+/// `namespaced_only`: where objects live.
+pub(super) fn stored_resources(cp: &ControlPlane, namespaced_only: bool) -> Vec<Arc<ResourceDef>> {
+    let mut seen = HashSet::new();
+    cp.registry()
+        .all()
+        .into_iter()
+        .filter(|def| def.serves("list") && def.serves("delete"))
+        .filter(|def| def.namespaced || !namespaced_only)
+        .filter(|def| seen.insert(def.storage_prefix.clone()))
+        .collect()
+}
+
+/// The resource of `object`, stored under `def`'s prefix, by its `apiVersion` (the one
+/// writes of it must name).
+pub(super) fn resource_of(
+    cp: &ControlPlane,
+    def: &Arc<ResourceDef>,
+    object: &Value,
+) -> Arc<ResourceDef> {
+    let api_version = object["apiVersion"].as_str().unwrap_or("");
+    if def.api_version() == api_version {
+        return def.clone();
+    }
+    cp.registry()
+        .all()
+        .into_iter()
+        .find(|d| d.storage_prefix == def.storage_prefix && d.api_version() == api_version)
+        .unwrap_or_else(|| def.clone())
+}
+
+/// Reads the objects of `namespace` (every object, for `None`).
+async fn scan(cp: &ControlPlane, namespace: Option<&str>) -> Result<Graph, ApiError> {
+    let defs = stored_resources(cp, namespace.is_some());
+    let pages: Vec<_> = futures::stream::iter(defs)
+        .map(|def| async move {
+            let prefix = match namespace {
+                Some(ns) => def.collection_prefix(Some(ns)),
+                None => def.storage_prefix.clone(),
+            };
+            let page = cp
+                .store()
+                .range(RangeRequest {
+                    prefix: prefix.into_bytes(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| ApiError::unavailable(e.to_string()))?;
+            Ok::<_, ApiError>((def, page))
+        })
+        .buffer_unordered(SCAN_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut graph = Graph::default();
+    for (def, page) in pages {
+        for kv in &page.kvs {
+            let object = decode(kv)?;
+            let def = resource_of(cp, &def, &object);
+            graph.add(def, object);
+        }
+    }
+    Ok(graph)
+}
+
+/// Reacts to a write of `object`: a deleted object's dependents are collected and its
+/// foreground-deleting owners may finish; an object marked with `orphan` or
+/// `foregroundDeletion` has its dependents orphaned or deleted.
+pub(super) fn after_write(cp: &ControlPlane, def: &ResourceDef, object: &Value, deleted: bool) {
+    if !def.custom && def.group.is_empty() && def.plural == "namespaces" {
+        return;
+    }
+    let controllers = cp.controllers();
+    let uid = meta_str(object, "uid").unwrap_or("");
+    let namespace = meta_str(object, "namespace").filter(|_| def.namespaced);
+    if deleted {
+        controllers.set_waiting(uid, false);
+        if !namespace.is_some_and(|ns| controllers.is_terminating(ns)) {
+            super::collect(cp, ObjectRef::of(def, object));
+        }
+        let waiting: Vec<OwnerReference> = {
+            let state = controllers.state();
+            owner_references(object)
+                .into_iter()
+                .filter(|r| state.waiting.contains(&r.uid))
+                .collect()
+        };
+        for reference in waiting {
+            if let Some(owner) = owner_ref(cp, namespace, &reference) {
+                super::collect(cp, owner);
+            }
+        }
+    } else if meta_str(object, "deletionTimestamp").is_some() {
+        let finalizers = object::finalizers(object);
+        if finalizers.iter().any(|f| f == ORPHAN || f == FOREGROUND) {
+            super::collect(cp, ObjectRef::of(def, object));
+        }
+    } else if !owner_references(object).is_empty() {
+        super::check_owners(cp, ObjectRef::of(def, object));
+    }
+}
+
+/// Collects those of `dependents` whose owners are all gone (upstream does so for an
+/// object whose owner it has never seen).
+pub(super) async fn check_dependents(
+    cp: &ControlPlane,
+    dependents: Vec<ObjectRef>,
+) -> Result<(), ApiError> {
+    let graph = Graph::default();
+    let mut first_error = None;
+    for dependent in dependents {
+        let Some(def) = dependent.def(cp) else {
+            continue;
+        };
+        let namespace = dependent.namespace.as_deref();
+        let Some(object) = current(cp, &def, namespace, &dependent.name, &dependent.uid).await?
+        else {
+            continue;
+        };
+        let def = resource_of(cp, &def, &object);
+        if let Err(error) = attempt_to_delete(cp, &graph, &def, &object, None).await {
+            first_error.get_or_insert(error);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// The resource an owner reference names.
+fn owner_def(cp: &ControlPlane, reference: &OwnerReference) -> Option<Arc<ResourceDef>> {
+    let all = cp.registry().all();
+    let group = reference
+        .api_version
+        .rsplit_once('/')
+        .map_or("", |(g, _)| g);
+    all.iter()
+        .find(|d| d.api_version() == reference.api_version && d.kind == reference.kind)
+        .or_else(|| {
+            all.iter()
+                .find(|d| d.group == group && d.kind == reference.kind)
+        })
+        .cloned()
+}
+
+/// The owner a dependent in `namespace` refers to with `reference`; `None` when its kind
+/// is not served.
+fn owner_ref(
+    cp: &ControlPlane,
+    namespace: Option<&str>,
+    reference: &OwnerReference,
+) -> Option<ObjectRef> {
+    let def = owner_def(cp, reference)?;
+    Some(ObjectRef {
+        group: def.group.clone(),
+        version: def.version.clone(),
+        plural: def.plural.clone(),
+        namespace: namespace.filter(|_| def.namespaced).map(str::to_owned),
+        name: reference.name.clone(),
+        uid: reference.uid.clone(),
+    })
+}
+
+/// The stored object `target` names, if it still has `target`'s uid.
+async fn current(
+    cp: &ControlPlane,
+    def: &ResourceDef,
+    namespace: Option<&str>,
+    name: &str,
+    uid: &str,
+) -> Result<Option<Value>, ApiError> {
+    let (kv, _) = cp
+        .store()
+        .get(def.key(namespace, name).as_bytes(), None)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let Some(kv) = kv else { return Ok(None) };
+    let object = decode(&kv)?;
+    Ok((meta_str(&object, "uid") == Some(uid)).then_some(object))
+}
+
+/// Classifies the owners of `dependent`; the owner of uid `gone`, if any, is known to be
+/// gone (even when its kind is no longer served, as after its CRD's deletion).
+async fn classify(
+    cp: &ControlPlane,
+    dependent: &Value,
+    gone: Option<&str>,
+) -> Result<Owners, ApiError> {
+    let namespace = meta_str(dependent, "namespace");
+    let mut owners = Owners::default();
+    for reference in owner_references(dependent) {
+        if gone == Some(reference.uid.as_str()) {
+            owners.dangling.push(reference.uid);
+            continue;
+        }
+        let Some(def) = owner_def(cp, &reference) else {
+            // A kind this control plane does not serve cannot be checked: keep.
+            owners.solid.push(reference.uid);
+            continue;
+        };
+        let owner = match (def.namespaced, namespace) {
+            // A cluster-scoped dependent cannot have a namespaced owner.
+            (true, None) => None,
+            (true, ns) => current(cp, &def, ns, &reference.name, &reference.uid).await?,
+            (false, _) => current(cp, &def, None, &reference.name, &reference.uid).await?,
+        };
+        match owner {
+            None => owners.dangling.push(reference.uid),
+            Some(owner)
+                if meta_str(&owner, "deletionTimestamp").is_some()
+                    && object::finalizers(&owner).iter().any(|f| f == FOREGROUND) =>
+            {
+                owners.waiting.push(reference.uid)
+            }
+            Some(_) => owners.solid.push(reference.uid),
+        }
+    }
+    Ok(owners)
+}
+
+/// Upstream's `attemptToDeleteItem`: deletes `dependent` unless a solid owner keeps it
+/// (the owner of uid `gone` is known to be gone).
+async fn attempt_to_delete(
+    cp: &ControlPlane,
+    graph: &Graph,
+    def: &Arc<ResourceDef>,
+    dependent: &Value,
+    gone: Option<&str>,
+) -> Result<(), ApiError> {
+    if meta_str(dependent, "deletionTimestamp").is_some() {
+        return Ok(());
+    }
+    let owners = classify(cp, dependent, gone).await?;
+    let finalizers = object::finalizers(dependent);
+    match verdict(&owners, &finalizers, graph.has_dependents(dependent)) {
+        Verdict::Keep => Ok(()),
+        Verdict::DropReferences(uids) => drop_references(cp, def, dependent, &uids).await,
+        Verdict::Delete(policy) => {
+            internal::delete(
+                cp,
+                def,
+                meta_str(dependent, "namespace"),
+                meta_str(dependent, "name").unwrap_or(""),
+                meta_str(dependent, "uid").unwrap_or(""),
+                policy,
+            )
+            .await
+        }
+    }
+}
+
+/// Rewrites the newest version of `object` with `change` (`None`: nothing to change),
+/// again after a concurrent write.
+async fn rewrite(
+    cp: &ControlPlane,
+    def: &Arc<ResourceDef>,
+    object: &Value,
+    change: impl Fn(&Value) -> Option<Value>,
+) -> Result<(), ApiError> {
+    let namespace = meta_str(object, "namespace");
+    let name = meta_str(object, "name").unwrap_or("");
+    let uid = meta_str(object, "uid").unwrap_or("");
+    for _ in 0..RETRIES {
+        let Some(newest) = current(cp, def, namespace, name, uid).await? else {
+            return Ok(());
+        };
+        let Some(changed) = change(&newest) else {
+            return Ok(());
+        };
+        let def = resource_of(cp, def, &changed);
+        match internal::update(cp, &def, &changed, None).await {
+            Err(e) if e.code() == 409 => continue,
+            Err(e) if e.code() == 404 => return Ok(()),
+            other => return other,
+        }
+    }
+    Err(ApiError::conflict(&def.group_resource(), name))
+}
+
+/// Removes the references to `uids` from `dependent`.
+async fn drop_references(
+    cp: &ControlPlane,
+    def: &Arc<ResourceDef>,
+    dependent: &Value,
+    uids: &HashSet<String>,
+) -> Result<(), ApiError> {
+    rewrite(cp, def, dependent, |newest| {
+        without_references(newest, uids)
+    })
+    .await
+}
+
+/// Removes `finalizer` from `owner` (which then goes if it was the last).
+async fn remove_finalizer(
+    cp: &ControlPlane,
+    def: &Arc<ResourceDef>,
+    owner: &Value,
+    finalizer: &str,
+) -> Result<(), ApiError> {
+    rewrite(cp, def, owner, |newest| {
+        let finalizers = object::finalizers(newest);
+        if !finalizers.iter().any(|f| f == finalizer) {
+            return None;
+        }
+        let mut changed = newest.clone();
+        let kept: Vec<String> = finalizers.into_iter().filter(|f| f != finalizer).collect();
+        metadata_mut(&mut changed).insert("finalizers".into(), json!(kept));
+        Some(changed)
+    })
+    .await
+}
+
+/// Whether `dependent` still exists and blocks the deletion of owner `uid`.
+async fn still_blocks(
+    cp: &ControlPlane,
+    def: &ResourceDef,
+    dependent: &Value,
+    uid: &str,
+) -> Result<bool, ApiError> {
+    let newest = current(
+        cp,
+        def,
+        meta_str(dependent, "namespace"),
+        meta_str(dependent, "name").unwrap_or(""),
+        meta_str(dependent, "uid").unwrap_or(""),
+    )
+    .await?;
+    Ok(newest.is_some_and(|d| {
+        owner_references(&d)
+            .iter()
+            .any(|r| r.uid == uid && r.block_owner_deletion)
+    }))
+}
+
+/// Does what owner `owner` needs, its possible dependents being in `graph`.
+async fn process_owner(
+    cp: &ControlPlane,
+    graph: &Graph,
+    owner: &ObjectRef,
+) -> Result<(), ApiError> {
+    let controllers = cp.controllers();
+    let def = owner.def(cp);
+    let stored = match &def {
+        Some(def) => current(cp, def, owner.namespace.as_deref(), &owner.name, &owner.uid).await?,
+        None => None,
+    };
+    let (Some(def), Some(stored)) = (def, stored) else {
+        controllers.set_waiting(&owner.uid, false);
+        for (def, dependent) in graph.dependents_of(&owner.uid) {
+            attempt_to_delete(cp, graph, def, dependent, Some(&owner.uid)).await?;
+        }
+        return Ok(());
+    };
+    if meta_str(&stored, "deletionTimestamp").is_none() {
+        return Ok(());
+    }
+    let def = resource_of(cp, &def, &stored);
+    let finalizers = object::finalizers(&stored);
+    if finalizers.iter().any(|f| f == ORPHAN) {
+        let uids = HashSet::from([owner.uid.clone()]);
+        for (def, dependent) in graph.dependents_of(&owner.uid) {
+            drop_references(cp, def, dependent, &uids).await?;
+        }
+        return remove_finalizer(cp, &def, &stored, ORPHAN).await;
+    }
+    if !finalizers.iter().any(|f| f == FOREGROUND) {
+        return Ok(());
+    }
+    controllers.set_waiting(&owner.uid, true);
+    let mut blocking = false;
+    for (dep_def, dependent) in graph.dependents_of(&owner.uid) {
+        attempt_to_delete(cp, graph, dep_def, dependent, None).await?;
+        blocking = blocking || still_blocks(cp, dep_def, dependent, &owner.uid).await?;
+    }
+    if blocking {
+        return Ok(());
+    }
+    controllers.set_waiting(&owner.uid, false);
+    remove_finalizer(cp, &def, &stored, FOREGROUND).await
+}
+
+/// Collects the dependents of `owners`: one scan per namespace (one of everything when a
+/// cluster-scoped owner is among them).
+pub(super) async fn collect(cp: &ControlPlane, owners: Vec<ObjectRef>) -> Result<(), ApiError> {
+    if owners.is_empty() {
+        return Ok(());
+    }
+    let mut scopes: BTreeMap<Option<String>, Vec<ObjectRef>> = BTreeMap::new();
+    if owners.iter().any(|o| o.namespace.is_none()) {
+        scopes.insert(None, owners);
+    } else {
+        for owner in owners {
+            scopes
+                .entry(owner.namespace.clone())
+                .or_default()
+                .push(owner);
+        }
+    }
+    let mut first_error = None;
+    for (scope, owners) in scopes {
+        let started = std::time::Instant::now();
+        let graph = scan(cp, scope.as_deref()).await?;
+        tracing::debug!(
+            control_plane = cp.name(),
+            namespace = scope.as_deref().unwrap_or("*"),
+            owners = owners.len(),
+            objects = graph.nodes.len(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "scanned for dependents"
+        );
+        for owner in &owners {
+            if let Err(error) = process_owner(cp, &graph, owner).await {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// After a restart that found work pending: one scan of everything, then the owners
+/// marked with `orphan`/`foregroundDeletion`, the dependents whose owners are gone, and
+/// `owners`.
+pub(super) async fn resume(cp: &ControlPlane, mut owners: Vec<ObjectRef>) -> Result<(), ApiError> {
+    let graph = scan(cp, None).await?;
+    let mut first_error = None;
+    for (def, object) in &graph.nodes {
+        let references = owner_references(object);
+        if references.iter().any(|r| !graph.uids.contains(&r.uid)) {
+            if let Err(error) = attempt_to_delete(cp, &graph, def, object, None).await {
+                first_error.get_or_insert(error);
+            }
+        }
+        let finalizers = object::finalizers(object);
+        if meta_str(object, "deletionTimestamp").is_some()
+            && finalizers.iter().any(|f| f == ORPHAN || f == FOREGROUND)
+        {
+            owners.push(ObjectRef::of(def, object));
+        }
+    }
+    for owner in &owners {
+        if let Err(error) = process_owner(cp, &graph, owner).await {
+            first_error.get_or_insert(error);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owners(solid: &[&str], dangling: &[&str], waiting: &[&str]) -> Owners {
+        let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+        Owners {
+            solid: list(solid),
+            dangling: list(dangling),
+            waiting: list(waiting),
+        }
+    }
+
+    #[test]
+    fn a_solid_owner_keeps_a_dependent_and_drops_the_other_references() {
+        assert_eq!(
+            verdict(&owners(&["a"], &[], &[]), &[], false),
+            Verdict::Keep
+        );
+        assert_eq!(
+            verdict(&owners(&["a"], &["b"], &["c"]), &[], true),
+            Verdict::DropReferences(HashSet::from(["b".into(), "c".into()]))
+        );
+    }
+
+    #[test]
+    fn without_solid_owners_the_policy_follows_upstream() {
+        assert_eq!(
+            verdict(&owners(&[], &["b"], &[]), &[], true),
+            Verdict::Delete("Background")
+        );
+        assert_eq!(
+            verdict(&owners(&[], &[], &["c"]), &[], true),
+            Verdict::Delete("Foreground"),
+            "a foreground owner's dependent with dependents goes in the foreground too"
+        );
+        assert_eq!(
+            verdict(&owners(&[], &[], &["c"]), &[], false),
+            Verdict::Delete("Background")
+        );
+        assert_eq!(
+            verdict(&owners(&[], &["b"], &[]), &[ORPHAN.to_owned()], false),
+            Verdict::Delete("Orphan")
+        );
+        assert_eq!(
+            verdict(&owners(&[], &["b"], &[]), &[FOREGROUND.to_owned()], false),
+            Verdict::Delete("Foreground")
+        );
+    }
+
+    #[test]
+    fn owner_references_are_read_and_removed_by_uid() {
+        let object = json!({"metadata": {"name": "d", "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": "1", "blockOwnerDeletion": true},
+            {"apiVersion": "apps/v1", "kind": "Deployment", "name": "b", "uid": "2"},
+            {"kind": "broken"},
+        ]}});
+        let refs = owner_references(&object);
+        assert_eq!(refs.len(), 2);
+        assert!(refs[0].block_owner_deletion && !refs[1].block_owner_deletion);
+        let one = without_references(&object, &HashSet::from(["1".to_owned()])).unwrap();
+        assert_eq!(owner_references(&one)[0].uid, "2");
+        let none = without_references(&one, &HashSet::from(["2".to_owned()])).unwrap();
+        assert_eq!(
+            none["metadata"]["ownerReferences"].as_array().map(Vec::len),
+            Some(1),
+            "the malformed entry is not ours to remove"
+        );
+        assert!(without_references(&object, &HashSet::from(["9".to_owned()])).is_none());
+    }
+}

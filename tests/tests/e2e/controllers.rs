@@ -1,0 +1,730 @@
+//! The built-in controllers through the real binary and kube-rs: namespace deletion with
+//! content, garbage collection (Background, Foreground, Orphan), the `default`
+//! ServiceAccount and `kube-root-ca.crt` in every namespace, Service `kubernetes`, and
+//! pending work resumed after a restart.
+
+use crate::support::{api_error, check, client, kubectl, kubectls};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kflex_e2e::KflexServer;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+    PostParams, WatchEvent, WatchParams,
+};
+use kube::core::ObjectMeta;
+use serde_json::{json, Value};
+use std::future::Future;
+use std::time::Duration;
+
+/// Waits (at most 10 s) until `check` gives a value.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn gone<K>(api: &Api<K>, name: &str) -> bool
+where
+    K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    matches!(api.get(name).await, Err(kube::Error::Api(s)) if s.code == 404)
+}
+
+async fn create_namespace(client: &kube::Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+}
+
+fn configmap(name: &str, owners: Value, finalizers: &[&str]) -> ConfigMap {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "ownerReferences": owners, "finalizers": finalizers},
+        "data": {"k": "v"},
+    }))
+    .unwrap()
+}
+
+fn owner_ref(owner: &ConfigMap, block: bool) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "name": owner.metadata.name, "uid": owner.metadata.uid,
+        "blockOwnerDeletion": block,
+    })
+}
+
+async fn remove_finalizers(api: &Api<ConfigMap>, name: &str) {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+}
+
+fn widget_crd() -> CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
+        },
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_deletes_its_content_then_the_namespace() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    create_namespace(&client, "doomed").await;
+    let ns = "doomed";
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    for i in 0..3 {
+        cms.create(
+            &PostParams::default(),
+            &configmap(&format!("cm-{i}"), json!([]), &[]),
+        )
+        .await
+        .unwrap();
+    }
+    cms.create(
+        &PostParams::default(),
+        &configmap("held", json!([]), &["example.com/hold"]),
+    )
+    .await
+    .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "s"}, "stringData": {"password": "x"}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"ports": [{"port": 80}], "type": "NodePort"},
+    }))
+    .unwrap();
+    let service = services
+        .create(&PostParams::default(), &service)
+        .await
+        .unwrap();
+    let spec = service.spec.unwrap();
+    let ip = spec.cluster_ip.unwrap();
+    let node_port = spec.ports.unwrap()[0].node_port.unwrap();
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &widget_crd())
+        .await
+        .unwrap();
+    let gvk = GroupVersionKind::gvk("example.com", "v1", "Gadget");
+    let gadgets: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, "gadgets"),
+    );
+    let gadget: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Gadget",
+        "metadata": {"name": "g"}, "spec": {"size": 1},
+    }))
+    .unwrap();
+    eventually("the custom resource is served", || async {
+        gadgets
+            .create(&PostParams::default(), &gadget)
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(ns, &DeleteParams::default())
+        .await
+        .unwrap();
+    // Everything goes but the ConfigMap whose finalizer holds it, and the namespace says so.
+    let conditions = eventually("the namespace reports what remains", || async {
+        let namespace = namespaces.get(ns).await.ok()?;
+        let status = namespace.status?;
+        let conditions = status.conditions?;
+        let remaining = conditions
+            .iter()
+            .find(|c| c.type_ == "NamespaceContentRemaining" && c.status == "True")?;
+        (remaining.message.as_deref()
+            == Some("Some resources are remaining: configmaps has 1 resource instances"))
+        .then_some(conditions)
+    })
+    .await;
+    let finalizers = conditions
+        .iter()
+        .find(|c| c.type_ == "NamespaceFinalizersRemaining")
+        .unwrap();
+    assert_eq!(finalizers.status, "True");
+    assert_eq!(finalizers.reason.as_deref(), Some("SomeFinalizersRemain"));
+    assert_eq!(
+        finalizers.message.as_deref(),
+        Some("Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances")
+    );
+    assert_eq!(
+        namespaces
+            .get(ns)
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .phase
+            .as_deref(),
+        Some("Terminating")
+    );
+    assert!(gone(&secrets, "s").await && gone(&deployments, "web").await);
+    assert!(gone(&services, "web").await && gone(&gadgets, "g").await);
+    assert!(gone(&cms, "cm-0").await && !gone(&cms, "held").await);
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    assert!(gone(&accounts, "default").await);
+
+    remove_finalizers(&cms, "held").await;
+    eventually("the namespace is gone", || async {
+        gone(&namespaces, ns).await.then_some(())
+    })
+    .await;
+
+    // The deleted Service's address and node port are free again.
+    let reuse: Service = serde_json::from_value(json!({
+        "metadata": {"name": "reuse"},
+        "spec": {"clusterIP": ip, "type": "NodePort", "ports": [{"port": 80, "nodePort": node_port}]},
+    }))
+    .unwrap();
+    let default_services: Api<Service> = Api::namespaced(client.clone(), "default");
+    default_services
+        .create(&PostParams::default(), &reuse)
+        .await
+        .unwrap();
+
+    // A namespace of that name can be made again, and is populated again.
+    create_namespace(&client, ns).await;
+    eventually("the new namespace's ServiceAccount", || async {
+        accounts.get_opt("default").await.unwrap()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn foreground_deletion_waits_for_blocking_dependents() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    create_namespace(&client, "fg").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "fg");
+    let owner = cms
+        .create(&PostParams::default(), &configmap("owner", json!([]), &[]))
+        .await
+        .unwrap();
+    cms.create(
+        &PostParams::default(),
+        &configmap(
+            "blocking",
+            json!([owner_ref(&owner, true)]),
+            &["example.com/hold"],
+        ),
+    )
+    .await
+    .unwrap();
+    cms.create(
+        &PostParams::default(),
+        &configmap("free", json!([owner_ref(&owner, false)]), &[]),
+    )
+    .await
+    .unwrap();
+    let version = cms
+        .get("owner")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut events = cms
+        .watch(&WatchParams::default(), &version)
+        .await
+        .unwrap()
+        .boxed();
+
+    cms.delete("owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    // The owner stays, marked, while its blocking dependent exists.
+    eventually("the non-blocking dependent is gone", || async {
+        gone(&cms, "free").await.then_some(())
+    })
+    .await;
+    let blocking = eventually("the blocking dependent is being deleted", || async {
+        let blocking = cms.get("blocking").await.unwrap();
+        blocking
+            .metadata
+            .deletion_timestamp
+            .is_some()
+            .then_some(blocking)
+    })
+    .await;
+    assert!(blocking
+        .metadata
+        .finalizers
+        .unwrap()
+        .contains(&"example.com/hold".into()));
+    let held = cms.get("owner").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        held.metadata.finalizers,
+        Some(vec!["foregroundDeletion".to_owned()])
+    );
+
+    remove_finalizers(&cms, "blocking").await;
+    let mut deleted = Vec::new();
+    while deleted.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .expect("a watch event within 10 s")
+            .unwrap()
+            .expect("the watch goes on");
+        if let WatchEvent::Deleted(cm) = event {
+            deleted.push(cm.metadata.name.unwrap());
+        }
+    }
+    assert_eq!(deleted, ["free", "blocking", "owner"]);
+}
+
+#[tokio::test]
+async fn background_orphan_and_several_owners() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    create_namespace(&client, "gc").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "gc");
+    let create = |name: &'static str, owners: Value| {
+        let cms = cms.clone();
+        async move {
+            cms.create(&PostParams::default(), &configmap(name, owners, &[]))
+                .await
+                .unwrap()
+        }
+    };
+
+    // Background: the owner goes at once, its dependents after it.
+    let owner = create("bg-owner", json!([])).await;
+    create("bg-dep", json!([owner_ref(&owner, false)])).await;
+    let dep = cms.get("bg-dep").await.unwrap();
+    create(
+        "bg-grandchild",
+        json!([{
+            "apiVersion": "v1", "kind": "ConfigMap", "name": "bg-dep", "uid": dep.metadata.uid,
+        }]),
+    )
+    .await;
+    cms.delete("bg-owner", &DeleteParams::background())
+        .await
+        .unwrap();
+    assert!(gone(&cms, "bg-owner").await);
+    eventually("background dependents are gone", || async {
+        (gone(&cms, "bg-dep").await && gone(&cms, "bg-grandchild").await).then_some(())
+    })
+    .await;
+
+    // Orphan: dependents stay, without their reference to the owner.
+    let owner = create("or-owner", json!([])).await;
+    create("or-dep", json!([owner_ref(&owner, true)])).await;
+    cms.delete("or-owner", &DeleteParams::orphan())
+        .await
+        .unwrap();
+    eventually("the orphaning owner is gone", || async {
+        gone(&cms, "or-owner").await.then_some(())
+    })
+    .await;
+    let orphan = cms.get("or-dep").await.unwrap();
+    assert_eq!(orphan.metadata.owner_references, None);
+
+    // Several owners: the dependent stays while one remains.
+    let first = create("first", json!([])).await;
+    let second = create("second", json!([])).await;
+    create(
+        "shared",
+        json!([owner_ref(&first, false), owner_ref(&second, false)]),
+    )
+    .await;
+    cms.delete("first", &DeleteParams::default()).await.unwrap();
+    let shared = eventually("the reference to the gone owner is dropped", || async {
+        let shared = cms.get("shared").await.unwrap();
+        (shared.metadata.owner_references.as_ref()?.len() == 1).then_some(shared)
+    })
+    .await;
+    assert_eq!(
+        shared.metadata.owner_references.unwrap()[0].uid,
+        second.metadata.uid.clone().unwrap()
+    );
+    cms.delete("second", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the last owner's dependent is gone", || async {
+        gone(&cms, "shared").await.then_some(())
+    })
+    .await;
+
+    // A cluster-scoped owner of a namespaced dependent, and a dangling reference.
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    let role: ClusterRole =
+        serde_json::from_value(json!({"metadata": {"name": "gc-owner"}})).unwrap();
+    let role = roles.create(&PostParams::default(), &role).await.unwrap();
+    create(
+        "of-role",
+        json!([{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "name": "gc-owner", "uid": role.metadata.uid}]),
+    )
+    .await;
+    roles
+        .delete("gc-owner", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the cluster-scoped owner's dependent is gone", || async {
+        gone(&cms, "of-role").await.then_some(())
+    })
+    .await;
+
+    // A dependent written with an owner that does not exist goes.
+    create(
+        "dangling",
+        json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "nobody",
+                "uid": "4b1d0000-0000-0000-0000-000000000000"}]),
+    )
+    .await;
+    eventually("the dependent of a missing owner is gone", || async {
+        gone(&cms, "dangling").await.then_some(())
+    })
+    .await;
+
+    // Bad deletion options are refused with upstream's status.
+    create("kept", json!([])).await;
+    let request = http::Request::delete("/api/v1/namespaces/gc/configmaps/kept")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&json!({"propagationPolicy": "Sideways"})).unwrap())
+        .unwrap();
+    let (code, reason) = api_error(client.request::<Value>(request).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (400, "BadRequest"));
+}
+
+#[tokio::test]
+async fn deleting_a_crd_collects_what_its_objects_owned() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &widget_crd())
+        .await
+        .unwrap();
+    let gvk = GroupVersionKind::gvk("example.com", "v1", "Gadget");
+    let gadgets: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(&gvk, "gadgets"),
+    );
+    let gadget: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "owner"},
+    }))
+    .unwrap();
+    let owner = eventually("the custom resource is served", || async {
+        gadgets.create(&PostParams::default(), &gadget).await.ok()
+    })
+    .await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let owned = configmap(
+        "owned-by-gadget",
+        json!([{"apiVersion": "example.com/v1", "kind": "Gadget", "name": "owner",
+                "uid": owner.metadata.uid}]),
+        &[],
+    );
+    cms.create(&PostParams::default(), &owned).await.unwrap();
+    crds.delete("gadgets.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the CRD's objects' dependents are gone", || async {
+        gone(&cms, "owned-by-gadget").await.then_some(())
+    })
+    .await;
+}
+
+/// The CA in the admin kubeconfig of `server`, as PEM.
+fn kubeconfig_ca(server: &KflexServer) -> String {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let data = kubeconfig.clusters[0]
+        .cluster
+        .as_ref()
+        .unwrap()
+        .certificate_authority_data
+        .clone()
+        .unwrap();
+    let decoded: k8s_openapi::ByteString = serde_json::from_value(json!(data)).unwrap();
+    String::from_utf8(decoded.0).unwrap()
+}
+
+#[tokio::test]
+async fn every_namespace_has_its_service_account_and_root_ca() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    let ca = kubeconfig_ca(&server);
+    create_namespace(&client, "fresh").await;
+    for ns in [
+        "default",
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "fresh",
+    ] {
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+        eventually("the default ServiceAccount", || async {
+            accounts.get_opt("default").await.unwrap()
+        })
+        .await;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        let published = eventually("the root CA ConfigMap", || async {
+            cms.get_opt("kube-root-ca.crt").await.unwrap()
+        })
+        .await;
+        assert_eq!(published.data.unwrap()["ca.crt"], ca, "in {ns}");
+    }
+
+    // Deleted or changed, they come back as they were.
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "fresh");
+    let first = accounts.get("default").await.unwrap();
+    accounts
+        .delete("default", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("a new default ServiceAccount", || async {
+        let account = accounts.get_opt("default").await.unwrap()?;
+        (account.metadata.uid != first.metadata.uid).then_some(())
+    })
+    .await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "fresh");
+    cms.patch(
+        "kube-root-ca.crt",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"ca.crt": "tampered"}})),
+    )
+    .await
+    .unwrap();
+    eventually("the published CA restored", || async {
+        let cm = cms.get("kube-root-ca.crt").await.unwrap();
+        (cm.data.unwrap()["ca.crt"] == ca).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_kubernetes_service_holds_the_first_service_address() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let service = eventually("Service kubernetes", || async {
+        services.get_opt("kubernetes").await.unwrap()
+    })
+    .await;
+    let spec = service.spec.unwrap();
+    assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.1"));
+    let port = &spec.ports.unwrap()[0];
+    let listening: i32 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!((port.port, port.name.as_deref()), (443, Some("https")));
+    assert_eq!(
+        port.target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(listening))
+    );
+    // Nobody else can take its address.
+    let taker: Service = serde_json::from_value(json!({
+        "metadata": {"name": "taker"},
+        "spec": {"clusterIP": "10.96.0.1", "ports": [{"port": 80}]},
+    }))
+    .unwrap();
+    let (code, _) = api_error(
+        services
+            .create(&PostParams::default(), &taker)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 422);
+    for binary in kubectls() {
+        let out = check(
+            &binary,
+            &kubectl(&binary, &server, &["get", "svc", "kubernetes"]),
+        );
+        let row = out.lines().nth(1).unwrap_or_default().to_owned();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells[..5],
+            ["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP"],
+            "{}: {out}",
+            binary.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_restart_resumes_pending_deletions() {
+    use kflex_storage_backends::sqlite::{SqliteOptions, SqliteStore};
+    use kflex_storage_backends::Store;
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    create_namespace(&client, "stale").await;
+    create_namespace(&client, "kept").await;
+    let stale: Api<ConfigMap> = Api::namespaced(client.clone(), "stale");
+    stale
+        .create(&PostParams::default(), &configmap("a", json!([]), &[]))
+        .await
+        .unwrap();
+    let kept: Api<ConfigMap> = Api::namespaced(client.clone(), "kept");
+    kept.create(
+        &PostParams::default(),
+        &configmap("waiting", json!([]), &[]),
+    )
+    .await
+    .unwrap();
+    let (_, dir) = server.terminate();
+
+    // While the server is down, the store is left as a process stopped mid-way leaves it:
+    // a namespace marked for deletion, an owner marked for foreground deletion, a
+    // dependent whose owner is gone, and the controllers' marker.
+    {
+        let store = SqliteStore::open(dir.path().join("host.db"), SqliteOptions::default())
+            .await
+            .unwrap();
+        let mark = |key: &'static str, change: fn(&mut Value)| {
+            let store = &store;
+            async move {
+                let (kv, _) = store.get(key.as_bytes(), None).await.unwrap();
+                let kv = kv.unwrap();
+                let mut object: Value = serde_json::from_slice(&kv.value).unwrap();
+                object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+                change(&mut object);
+                let value = serde_json::to_vec(&object).unwrap();
+                store
+                    .update(key.as_bytes(), value.into(), kv.mod_revision, None)
+                    .await
+                    .unwrap();
+            }
+        };
+        mark("/registry/namespaces/stale", |ns| {
+            ns["status"]["phase"] = json!("Terminating")
+        })
+        .await;
+        mark("/registry/configmaps/kept/waiting", |cm| {
+            cm["metadata"]["finalizers"] = json!(["foregroundDeletion"])
+        })
+        .await;
+        let dependent = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "orphaned", "namespace": "kept",
+                "uid": "4b1d0000-0000-0000-0000-000000000001",
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "nobody",
+                    "uid": "4b1d0000-0000-0000-0000-000000000000"}]},
+        });
+        for (key, value) in [
+            ("/registry/configmaps/kept/orphaned", dependent),
+            (kflex_controlplane::controllers::PENDING_MARKER, json!({})),
+        ] {
+            let value = serde_json::to_vec(&value).unwrap();
+            store
+                .create(key.as_bytes(), value.into(), None)
+                .await
+                .unwrap();
+        }
+        store.close().await;
+    }
+
+    let server = KflexServer::start_in(dir);
+    let client = crate::support::client(&server).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    eventually("the Terminating namespace is finished", || async {
+        gone(&namespaces, "stale").await.then_some(())
+    })
+    .await;
+    let kept: Api<ConfigMap> = Api::namespaced(client.clone(), "kept");
+    eventually("the pending deletions are done", || async {
+        (gone(&kept, "orphaned").await && gone(&kept, "waiting").await).then_some(())
+    })
+    .await;
+    assert!(!gone(&namespaces, "kept").await);
+}
+
+#[tokio::test]
+async fn a_tenant_runs_its_own_controllers() {
+    let server = KflexServer::start();
+    let host = client(&server).await;
+    crate::manager::submit(&host, "ctl", json!({"type": "k8s"}))
+        .await
+        .unwrap();
+    crate::manager::ready(&host, "ctl").await;
+    let tenant = crate::manager::tenant(&host, "ctl").await;
+    // The tenant's kubeconfig trusts the server's CA: the tenant publishes that one.
+    let ca = kubeconfig_ca(&server);
+    let cms: Api<ConfigMap> = Api::namespaced(tenant.clone(), "kube-system");
+    let published = eventually("the tenant's root CA ConfigMap", || async {
+        cms.get_opt("kube-root-ca.crt").await.unwrap()
+    })
+    .await;
+    assert_eq!(published.data.unwrap()["ca.crt"], ca);
+    let services: Api<Service> = Api::namespaced(tenant.clone(), "default");
+    let service = eventually("the tenant's Service kubernetes", || async {
+        services.get_opt("kubernetes").await.unwrap()
+    })
+    .await;
+    assert_eq!(
+        service.spec.unwrap().cluster_ip.as_deref(),
+        Some("10.96.0.1")
+    );
+    create_namespace(&tenant, "scratch").await;
+    let namespaces: Api<Namespace> = Api::all(tenant.clone());
+    namespaces
+        .delete("scratch", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the tenant's namespace is gone", || async {
+        gone(&namespaces, "scratch").await.then_some(())
+    })
+    .await;
+}
