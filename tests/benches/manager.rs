@@ -2,8 +2,9 @@
 //! costs in memory, and what idle tenants cost in CPU.
 //!
 //! Run with `scripts/bench manager`. One process serves the hosting API behind TLS and runs
-//! the manager; a kube-rs client (in the same process) creates 100 control planes on the
-//! `shared` backend one at a time (latency), then `KFLEX_BENCH_TENANTS` (default 1,000) 16
+//! the manager; a kube-rs client (in the same process) creates control planes on the
+//! `shared` backend: 50 one at a time 250 ms apart (latency as people see it), 100 one at
+//! a time back to back (latency in a burst), then `KFLEX_BENCH_TENANTS` (default 1,000) 16
 //! at a time (throughput), and a watch records when each becomes Ready. Once on embedded SQLite (the default) and once on the
 //! shared PostgreSQL of `scripts/bench` (fsync on); then a few `dedicated` (etcd) control
 //! planes. Prints create-to-Ready p50/p99, resident memory per tenant and the process's CPU
@@ -34,6 +35,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const CONCURRENCY: usize = 16;
 /// Control planes created one at a time in the latency run.
 const ONE_AT_A_TIME: usize = 100;
+/// Control planes created one at a time with a pause between them, as people create them
+/// (so spare stores are refilled between creates).
+const SPACED: usize = 50;
+/// The pause between them.
+const SPACING: Duration = Duration::from_millis(250);
 
 /// CPU time (user + system) this process has used.
 fn cpu_time() -> Duration {
@@ -128,6 +134,7 @@ async fn create_until_ready(
     prefix: &str,
     count: usize,
     concurrency: usize,
+    pause: Duration,
     spec: serde_json::Value,
 ) -> Vec<Duration> {
     let control_planes: Api<DynamicObject> =
@@ -178,6 +185,7 @@ async fn create_until_ready(
                     while sent.lock().unwrap().contains_key(&name) {
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
+                    tokio::time::sleep(pause).await;
                 }
             }
         })
@@ -199,19 +207,46 @@ async fn shared(label: &str, count: usize, postgres_url: Option<&str>) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = rss_mib();
     let spec = json!({"type": "k8s", "backend": "shared"});
+    let spaced = create_until_ready(&client, "spaced", SPACED, 1, SPACING, spec.clone()).await;
     let started = Instant::now();
-    let one = create_until_ready(&client, "one", ONE_AT_A_TIME, 1, spec.clone()).await;
+    let one = create_until_ready(
+        &client,
+        "one",
+        ONE_AT_A_TIME,
+        1,
+        Duration::ZERO,
+        spec.clone(),
+    )
+    .await;
     let one_rate = ONE_AT_A_TIME as f64 / started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let many = create_until_ready(&client, "many", count, CONCURRENCY, spec).await;
+    let many = create_until_ready(&client, "many", count, CONCURRENCY, Duration::ZERO, spec).await;
     let many_rate = count as f64 / started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The burst leaves work behind (new tenants' controllers' writes, spare stores being
+    // refilled): wait until a second passes with under 2% of a core used.
+    let burst_ended = Instant::now();
+    loop {
+        let before = cpu_time();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if (cpu_time() - before).as_secs_f64() < 0.02
+            || burst_ended.elapsed() > Duration::from_secs(120)
+        {
+            break;
+        }
+    }
+    let settled_after = burst_ended.elapsed();
     let rss_after = rss_mib();
-    let tenants = ONE_AT_A_TIME + count;
+    let tenants = SPACED + ONE_AT_A_TIME + count;
     let idle_seconds = 10;
     let cpu_before = cpu_time();
     tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
     let idle_cpu = cpu_time() - cpu_before;
+    println!(
+        "| {label} | {SPACED} | 1, {} ms apart | - | {:.1} | {:.1} |",
+        SPACING.as_millis(),
+        percentile(&spaced, 0.50),
+        percentile(&spaced, 0.99),
+    );
     for (concurrency, rate, took) in [(1, one_rate, &one), (CONCURRENCY, many_rate, &many)] {
         println!(
             "| {label} | {} | {concurrency} | {rate:.0} | {:.1} | {:.1} |",
@@ -220,6 +255,10 @@ async fn shared(label: &str, count: usize, postgres_url: Option<&str>) {
             percentile(took, 0.99),
         );
     }
+    println!(
+        "\n{label}: settled {:.1} s after the burst",
+        settled_after.as_secs_f64()
+    );
     println!(
         "\n{label}: {tenants} idle control planes: RSS {rss_before:.1} → {rss_after:.1} MiB \
          ({:.3} MiB per tenant), CPU while idle {:.2}% of one core (over {idle_seconds} s)\n",
@@ -245,7 +284,7 @@ async fn main() {
     let client = start(dir.path(), None).await;
     let dedicated = 5;
     let spec = json!({"type": "k8s", "backend": "dedicated"});
-    let took = create_until_ready(&client, "etcd", dedicated, 1, spec).await;
+    let took = create_until_ready(&client, "etcd", dedicated, 1, Duration::ZERO, spec).await;
     println!(
         "\ndedicated etcd: {dedicated} control planes, create→Ready p50 {:.0} ms, max {:.0} ms",
         percentile(&took, 0.50),
