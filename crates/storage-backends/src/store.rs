@@ -45,7 +45,8 @@ pub trait Store: Send + Sync + 'static {
     /// The bytes the backend uses for this store, when it can tell (`None` otherwise):
     /// SQLite's database pages, PostgreSQL's tables with their indexes, etcd's database
     /// (all of it: an etcd shared under key prefixes reports its whole size, as
-    /// kube-apiserver's `apiserver_storage_size_bytes` does).
+    /// kube-apiserver's `apiserver_storage_size_bytes` does). It may trail the latest
+    /// writes: etcd reports its database file as of its last backend commit (every 100 ms).
     async fn size(&self) -> Result<Option<u64>> {
         Ok(None)
     }
