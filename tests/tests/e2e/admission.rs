@@ -7,8 +7,7 @@
 //! nodes plus upstream's namespace annotations). Errors are checked for upstream's code,
 //! reason and message.
 
-use crate::support::{check, client, default_service_account, kubectl, kubectls};
-use http_body_util::BodyExt;
+use crate::support::{check, client, default_service_account, kubectl, kubectls, send};
 use k8s_openapi::api::core::v1::{
     LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Service, ServiceAccount,
 };
@@ -18,32 +17,6 @@ use serde_json::{json, Value};
 
 fn object<T: k8s_openapi::serde::de::DeserializeOwned>(value: Value) -> T {
     serde_json::from_value(value).expect("a valid object")
-}
-
-/// Sends a raw request: status, `Warning` headers and the body as JSON.
-async fn send(
-    client: &kube::Client,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: Value,
-) -> (u16, Vec<String>, Value) {
-    let request = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", content_type)
-        .body(serde_json::to_vec(&body).unwrap())
-        .unwrap();
-    let response = client.send(request.map(Into::into)).await.unwrap();
-    let status = response.status().as_u16();
-    let warnings = response
-        .headers()
-        .get_all("warning")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, warnings, serde_json::from_slice(&body).unwrap())
 }
 
 /// A `Warning` header as the server sends `message`.

@@ -8,6 +8,7 @@
 
 use crate::hooks::{api, condition, control_plane, hook, ready, until};
 use crate::manager::{client_from, kubeconfig_of};
+use crate::metrics::{metrics, sample};
 use crate::support::{api_error, client};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -228,13 +229,6 @@ fn operator_crd(kind: &str, plural: &str) -> CustomResourceDefinition {
     .unwrap()
 }
 
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .reduce(|a, b| a + b)
-}
-
 #[tokio::test]
 async fn monitoring_hook_needs_the_operator_kinds_and_metrics_count_objects_and_quota() {
     let server = KflexServer::start();
@@ -389,11 +383,6 @@ async fn monitoring_hook_needs_the_operator_kinds_and_metrics_count_objects_and_
     assert!(all.contains("control_plane=\"mon\""));
     assert!(all.contains("control_plane=\"host\""));
     assert!(!text.contains("control_plane=\"host\""));
-}
-
-async fn metrics(client: &kube::Client) -> String {
-    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
-    client.request_text(request).await.expect("GET /metrics")
 }
 
 async fn events_of(host: &kube::Client, cp: &str, reason: &str) -> Vec<Event> {

@@ -4,39 +4,12 @@
 //! updates and patches; and the same type errors for built-in kinds.
 
 use crate::scale::gadgets;
-use crate::support::client;
-use http_body_util::BodyExt;
+use crate::support::{client, send};
 use kflex_e2e::KflexServer;
 use kube::api::{Patch, PatchParams};
 use serde_json::{json, Value};
 
 const GADGETS: &str = "/apis/example.com/v1/namespaces/default/gadgets";
-
-/// Sends a raw request: status, `Warning` headers and the body as JSON.
-async fn send(
-    client: &kube::Client,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: Value,
-) -> (u16, Vec<String>, Value) {
-    let request = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", content_type)
-        .body(serde_json::to_vec(&body).unwrap().into())
-        .unwrap();
-    let response = client.send(request).await.unwrap();
-    let status = response.status().as_u16();
-    let warnings = response
-        .headers()
-        .get_all("warning")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, warnings, serde_json::from_slice(&body).unwrap())
-}
 
 fn gadget(name: &str, metadata: Value) -> Value {
     let mut metadata = metadata;

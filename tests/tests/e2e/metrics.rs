@@ -10,12 +10,14 @@ use kube::api::{Api, DynamicObject, PostParams, WatchParams};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-async fn metrics(client: &kube::Client) -> String {
+/// `GET /metrics` as text.
+pub(crate) async fn metrics(client: &kube::Client) -> String {
     let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
     client.request_text(request).await.expect("GET /metrics")
 }
 
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+/// The sum of metric `name`'s samples whose lines contain every one of `labels`.
+pub(crate) fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines()
         .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())

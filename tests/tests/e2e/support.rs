@@ -6,6 +6,33 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Sends a raw request with a JSON `body`: status, `Warning` headers and the body as JSON.
+pub async fn send(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: serde_json::Value,
+) -> (u16, Vec<String>, serde_json::Value) {
+    use http_body_util::BodyExt;
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", content_type)
+        .body(serde_json::to_vec(&body).unwrap().into())
+        .unwrap();
+    let response = client.send(request).await.unwrap();
+    let status = response.status().as_u16();
+    let warnings = response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, warnings, serde_json::from_slice(&body).unwrap())
+}
+
 /// A kube-rs client for `server`'s admin kubeconfig, with kube-rs's retries off.
 pub async fn client(server: &KflexServer) -> kube::Client {
     let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).expect("read the kubeconfig");

@@ -190,19 +190,34 @@ async fn list_of(
     def: &ResourceDef,
     namespace: &str,
 ) -> Result<Vec<Value>, ApiError> {
+    Ok(stored_in(cp, def, namespace)
+        .await?
+        .into_iter()
+        .map(|(_, object)| object)
+        .collect())
+}
+
+/// The objects of `def` in `namespace`, decoded, each with its store entry (for its
+/// revision), in name order.
+async fn stored_in(
+    cp: &ControlPlane,
+    def: &ResourceDef,
+    namespace: &str,
+) -> Result<Vec<(kflex_storage_backends::KeyValue, Value)>, ApiError> {
     let page = cp
         .store()
         .range(kflex_storage_backends::RangeRequest {
             prefix: def.collection_prefix(Some(namespace)).into_bytes(),
-            start: None,
-            limit: None,
-            revision: None,
+            ..Default::default()
         })
         .await
         .map_err(|e| crate::status::from_store(e, &def.group_resource(), ""))?;
     Ok(page
         .kvs
-        .iter()
-        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+        .into_iter()
+        .filter_map(|kv| {
+            let object = serde_json::from_slice(&kv.value).ok()?;
+            Some((kv, object))
+        })
         .collect())
 }

@@ -97,24 +97,7 @@ impl Charged {
 /// The namespace's quotas, with their store revisions, in name order.
 async fn quotas(cp: &ControlPlane, namespace: &str) -> Result<Vec<(KeyValue, Value)>, ApiError> {
     let def = cp.builtin("", "v1", "resourcequotas")?;
-    let page = cp
-        .store()
-        .range(kflex_storage_backends::RangeRequest {
-            prefix: def.collection_prefix(Some(namespace)).into_bytes(),
-            start: None,
-            limit: None,
-            revision: None,
-        })
-        .await
-        .map_err(|e| crate::status::from_store(e, &def.group_resource(), ""))?;
-    Ok(page
-        .kvs
-        .into_iter()
-        .filter_map(|kv| {
-            let quota = serde_json::from_slice(&kv.value).ok()?;
-            Some((kv, quota))
-        })
-        .collect())
+    super::stored_in(cp, &def, namespace).await
 }
 
 fn list(value: &Value) -> Usage {
