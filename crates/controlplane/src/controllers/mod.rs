@@ -318,6 +318,10 @@ async fn drain(cp: Arc<ControlPlane>) {
             };
             let mut state = controllers.state();
             state.marked = !cleared;
+            if !state.queue.is_empty() {
+                // Queued while the marker was being removed: its kick saw this task running.
+                continue;
+            }
             state.running = false;
             return;
         }
