@@ -51,6 +51,13 @@ pub trait Store: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Whether this process is the store's only writer (it holds the store's lock), so that
+    /// nothing another process does can change it: what the process caches about the store
+    /// stays true, and work on it needs no election. `false` when unknown.
+    fn exclusive(&self) -> bool {
+        false
+    }
+
     /// Creates `key`; fails with `AlreadyExists` if it exists. A `ttl` makes the store
     /// delete the key that long after this write (unless it is written again).
     async fn create(&self, key: &[u8], value: Bytes, ttl: Option<Duration>) -> Result<Revision>;

@@ -627,7 +627,8 @@ async fn a_restart_resumes_pending_deletions() {
 
     // While the server is down, the store is left as a process stopped mid-way leaves it:
     // a namespace marked for deletion, an owner marked for foreground deletion, a
-    // dependent whose owner is gone, and the controllers' marker.
+    // dependent whose owner is gone, and the controllers' lease naming that process as
+    // owing work.
     {
         let store = SqliteStore::open(dir.path().join("host.db"), SqliteOptions::default())
             .await
@@ -663,9 +664,21 @@ async fn a_restart_resumes_pending_deletions() {
                 "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "nobody",
                     "uid": "4b1d0000-0000-0000-0000-000000000000"}]},
         });
+        use kflex_controlplane::controllers::leader;
+        let lease = json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": leader::NAME, "namespace": leader::NAMESPACE,
+                "uid": "4b1d0000-0000-0000-0000-000000000002",
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+                "annotations": {leader::PENDING:
+                    json!({"stopped_4b1d": "2026-01-01T00:00:00Z"}).to_string()}},
+            "spec": {"holderIdentity": "stopped_4b1d", "leaseDurationSeconds": 15,
+                "renewTime": "2026-01-01T00:00:00.000000Z"},
+        });
+        let lease_key = format!("/registry/leases/{}/{}", leader::NAMESPACE, leader::NAME);
         for (key, value) in [
             ("/registry/configmaps/kept/orphaned", dependent),
-            (kflex_controlplane::controllers::PENDING_MARKER, json!({})),
+            (lease_key.as_str(), lease),
         ] {
             let value = serde_json::to_vec(&value).unwrap();
             store
@@ -689,6 +702,19 @@ async fn a_restart_resumes_pending_deletions() {
     })
     .await;
     assert!(!gone(&namespaces, "kept").await);
+    // The scan covered what the stopped process owed: its entry is gone from the lease.
+    use kflex_controlplane::controllers::leader;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), leader::NAMESPACE);
+    eventually("the stopped process's entry leaves the lease", || async {
+        let lease = leases.get(leader::NAME).await.unwrap();
+        let annotations = lease.metadata.annotations.unwrap_or_default();
+        (!annotations
+            .get(leader::PENDING)
+            .is_some_and(|pending| pending.contains("stopped_4b1d")))
+        .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -20,6 +20,7 @@ mod patch;
 mod protobuf;
 mod python_client;
 mod rbac;
+mod replicas;
 mod robustness;
 mod sa_tokens;
 mod scale;

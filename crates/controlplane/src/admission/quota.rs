@@ -28,7 +28,8 @@ const CHARGE_ATTEMPTS: usize = 64;
 /// read (the API benchmark's creates pay nothing for quota). Sound because a control
 /// plane's quotas are all created through its own admission, which forgets the namespace
 /// before and after the quota is stored; the generation keeps a read that raced with such
-/// a create from recording a stale "none".
+/// a create from recording a stale "none". Only kept for a store this process alone
+/// writes ([`quota_free`]): another kflex process could create a quota unseen.
 #[derive(Debug, Default)]
 pub(super) struct QuotaFree {
     generation: AtomicU64,
@@ -62,6 +63,11 @@ impl QuotaFree {
         self.generation.fetch_add(1, Ordering::SeqCst);
         namespaces.remove(namespace);
     }
+}
+
+/// The quota-free namespaces of `cp`, when its store has no other writer.
+fn quota_free(cp: &ControlPlane) -> Option<&QuotaFree> {
+    cp.store().exclusive().then(|| &cp.admission().quota_free)
 }
 
 /// The charges a write made, to give back if the write fails; and what a successful
@@ -144,11 +150,11 @@ pub(super) async fn admit(
     let Some(namespace) = attrs.namespace else {
         return Ok(Charged::default());
     };
-    let quota_free = &cp.admission().quota_free;
+    let quota_free = quota_free(cp);
     let creates_quota = attrs.is_core("resourcequotas") && attrs.old.is_none();
-    if creates_quota {
-        quota_free.forget(namespace);
-    } else if quota_free.contains(namespace) {
+    if let (true, Some(free)) = (creates_quota, quota_free) {
+        free.forget(namespace);
+    } else if quota_free.is_some_and(|free| free.contains(namespace)) {
         return Ok(Charged::default());
     }
     if attrs.is_core("resourcequotas") {
@@ -228,11 +234,11 @@ async fn charge(
     charged: &mut Charged,
 ) -> Result<Outcome, ApiError> {
     let mut plan = Vec::new();
-    let quota_free = &cp.admission().quota_free;
-    let generation = quota_free.generation();
+    let quota_free = quota_free(cp);
+    let generation = quota_free.map(QuotaFree::generation);
     let found = quotas(cp, namespace).await?;
-    if found.is_empty() {
-        quota_free.record(namespace, generation);
+    if let (Some(free), Some(generation), true) = (quota_free, generation, found.is_empty()) {
+        free.record(namespace, generation);
     }
     for (kv, mut quota) in found {
         if !usage::scopes_match(&quota, attrs.def, object) {
@@ -380,7 +386,7 @@ async fn release_usage(
     object: &Value,
     release: &Usage,
 ) {
-    if cp.admission().quota_free.contains(namespace) {
+    if quota_free(cp).is_some_and(|free| free.contains(namespace)) {
         return;
     }
     let Ok(found) = quotas(cp, namespace).await else {

@@ -4,16 +4,20 @@
 //! ([`serviceaccounts`]) and the `kubernetes` Service ([`kubernetes_service`]).
 //!
 //! Writes hand work to a per-control-plane queue; a tokio task drains it and ends when it
-//! is empty, so an idle control plane runs nothing. Before a write whose consequences the
-//! garbage collector must see (a deletion, or a mark for deletion), [`prepare`] makes sure
-//! the store holds [`PENDING_MARKER`]; the task deletes the marker once the queue is empty.
-//! A start that finds the marker left behind by an earlier process scans the store once
-//! for what the garbage collector still owes; a start that does not (every idle or new
-//! store) only reads the namespaces.
+//! is empty, so an idle control plane runs nothing. Of several processes serving one
+//! store, only the holder of the controllers' Lease drains ([`leader`]); it holds the lease
+//! only while it has work. Before a write whose consequences the garbage collector must see
+//! (a deletion, or a mark for deletion), [`prepare`] registers this process in the lease as
+//! owing work; the task deregisters it once the queue is empty. A start (or a takeover)
+//! that finds work owed by a process no longer running scans the store once for what the
+//! garbage collector still owes; one that does not (every idle or new store) only reads
+//! the namespaces. Work that fails because the store is unavailable is retried with
+//! backoff.
 
 pub mod gc;
 mod internal;
 pub mod kubernetes_service;
+pub mod leader;
 pub mod namespaces;
 pub mod serviceaccounts;
 
@@ -24,9 +28,10 @@ use kflex_storage_backends::{RangeRequest, StoreError};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
 
-/// The store key that says the garbage collector has work a restart must not lose.
-pub const PENDING_MARKER: &str = "/registry/kflex/controllers/pending";
+/// The longest wait before failed work is tried again.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// What the controllers need to know about the server that serves the control plane.
 #[derive(Clone, Debug, Default)]
@@ -123,8 +128,8 @@ pub(crate) struct Controllers {
     this: OnceLock<Weak<ControlPlane>>,
     settings: Settings,
     state: Mutex<State>,
-    /// Serializes the writes of [`PENDING_MARKER`].
-    marker: tokio::sync::Mutex<()>,
+    /// The controllers' Lease, as this process holds it.
+    lease: leader::Lease,
 }
 
 #[derive(Default)]
@@ -134,15 +139,23 @@ struct State {
     running: bool,
     /// Writes between [`prepare`] and their hooks.
     in_flight: usize,
-    /// Whether the store holds [`PENDING_MARKER`] (as far as this process knows).
-    marked: bool,
+    /// Whether this process holds the lease, or is registered in it as owing work: the
+    /// drain then ends with a release.
+    in_lease: bool,
     /// Namespaces being deleted: deleting their content advances them.
     terminating: HashSet<String>,
     /// Uids of owners deleting their dependents in the foreground.
     waiting: HashSet<String>,
-    /// Whether garbage collection failed (the store was unavailable): the marker then
-    /// stays, for the next start to scan again.
-    failed: bool,
+    /// Failures in a row of garbage collection (the store was unavailable): while some,
+    /// this process stays registered and scans again after a backoff.
+    failures: u32,
+}
+
+impl State {
+    /// Whether this process owes nothing beyond its queue.
+    fn done(&self) -> bool {
+        self.in_flight == 0 && self.waiting.is_empty() && self.failures == 0
+    }
 }
 
 impl Controllers {
@@ -165,13 +178,27 @@ impl Controllers {
 
     /// Queues `work` (once) and starts the task that drains the queue if none runs.
     fn enqueue(&self, work: Work) {
-        {
-            let mut state = self.state();
+        self.enqueue_only(work);
+        self.kick();
+    }
+
+    /// Queues `work` (once), for a drain that runs or is about to.
+    fn enqueue_only(&self, work: Work) {
+        let mut state = self.state();
+        if !state.queue.contains(&work) {
+            state.queue.push(work);
+        }
+    }
+
+    /// Puts a batch this process may not run now (it lost the lease) back in front.
+    fn requeue(&self, batch: Vec<Work>) {
+        let mut state = self.state();
+        let later = std::mem::replace(&mut state.queue, batch);
+        for work in later {
             if !state.queue.contains(&work) {
                 state.queue.push(work);
             }
         }
-        self.kick();
     }
 
     /// Starts the draining task when there is something to do and none runs.
@@ -181,14 +208,40 @@ impl Controllers {
         };
         {
             let mut state = self.state();
-            let idle_marker =
-                state.marked && state.in_flight == 0 && state.waiting.is_empty() && !state.failed;
-            if state.running || (state.queue.is_empty() && !idle_marker) {
+            let release_due = state.in_lease && state.in_flight == 0;
+            if state.running || (state.queue.is_empty() && !release_due) {
                 return;
             }
             state.running = true;
         }
         tokio::spawn(drain(cp));
+    }
+
+    /// Kicks the queue again after `delay`, while another process holds the lease. Only a
+    /// control plane with work waits so.
+    fn kick_after(&self, delay: Duration) {
+        self.later(delay, None);
+    }
+
+    /// Queues `work` after `delay`: a scan again after a failure.
+    fn enqueue_after(&self, work: Work, delay: Duration) {
+        self.later(delay, Some(work));
+    }
+
+    fn later(&self, delay: Duration, work: Option<Work>) {
+        let Some(cp) = self.this.get().cloned() else {
+            return;
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Some(cp) = cp.upgrade() {
+                let controllers = cp.controllers();
+                match work {
+                    Some(work) => controllers.enqueue(work),
+                    None => controllers.kick(),
+                }
+            }
+        });
     }
 
     fn is_terminating(&self, namespace: &str) -> bool {
@@ -220,8 +273,8 @@ impl Controllers {
 }
 
 /// Starts the controllers of `cp`: resumes what an earlier process left (Terminating
-/// namespaces; the garbage collector's work when [`PENDING_MARKER`] is present) and
-/// writes the bootstrap objects, in a task that ends when done.
+/// namespaces; the garbage collector's work when the lease records some owed) and writes
+/// the bootstrap objects, in a task that ends when done.
 pub(crate) fn start(cp: &Arc<ControlPlane>) {
     let controllers = cp.controllers();
     let _ = controllers.this.set(Arc::downgrade(cp));
@@ -238,6 +291,7 @@ pub(crate) fn start(cp: &Arc<ControlPlane>) {
                 tracing::warn!(control_plane = cp.name(), %error, "resuming the controllers")
             }
         }
+        cp.controllers().kick();
     });
 }
 
@@ -254,19 +308,16 @@ pub(crate) async fn start_and_settle(cp: &Arc<ControlPlane>) -> Result<(), Store
     resumed
 }
 
+/// Queues what a start (or a takeover from a process that stopped) owes: a scan for the
+/// garbage collector's work when the lease records some, the namespaces' work, and
+/// `svc/kubernetes`.
 async fn resume(cp: &ControlPlane) -> Result<(), StoreError> {
     let controllers = cp.controllers();
     let store = cp.store();
-    if store
-        .get(PENDING_MARKER.as_bytes(), None)
-        .await?
-        .0
-        .is_some()
-    {
-        controllers.state().marked = true;
-        controllers.enqueue(Work::Resume);
+    if controllers.lease.owed(cp).await? {
+        controllers.enqueue_only(Work::Resume);
     }
-    controllers.enqueue(Work::KubernetesService);
+    controllers.enqueue_only(Work::KubernetesService);
     let namespaces = store
         .range(RangeRequest {
             prefix: b"/registry/namespaces/".to_vec(),
@@ -280,53 +331,135 @@ async fn resume(cp: &ControlPlane) -> Result<(), StoreError> {
         let name = meta_str(&namespace, "name").unwrap_or("").to_owned();
         if meta_str(&namespace, "deletionTimestamp").is_some() {
             controllers.set_terminating(&name, true);
-            controllers.enqueue(Work::Namespace(name));
+            controllers.enqueue_only(Work::Namespace(name));
         } else {
-            controllers.enqueue(Work::Populate(name));
+            controllers.enqueue_only(Work::Populate(name));
         }
     }
-    controllers.kick();
     Ok(())
 }
 
-/// Drains the queue of `cp`'s controllers, then removes [`PENDING_MARKER`].
+/// Takes the lease before the queue is drained. `false`: another process leads or the
+/// lease could not be written, and the queue is kicked again later.
+async fn lead(cp: &ControlPlane) -> bool {
+    let controllers = cp.controllers();
+    let (retry, error) = match controllers.lease.lead(cp).await {
+        Ok(leader::Leadership::Leading { resume: takeover }) => {
+            controllers.state().in_lease = true;
+            if !takeover {
+                return true;
+            }
+            // The last leader stopped without releasing: what it owed is found again.
+            tracing::info!(
+                control_plane = cp.name(),
+                "took over the controllers' lease from a stopped process"
+            );
+            match resume(cp).await {
+                Ok(()) => return true,
+                Err(error) => (leader::RETRY_PERIOD, Some(error)),
+            }
+        }
+        Ok(leader::Leadership::Waiting(after)) => (after, None),
+        Err(error) => (leader::RETRY_PERIOD, Some(error)),
+    };
+    if let Some(error) = error {
+        tracing::warn!(control_plane = cp.name(), %error, "taking the controllers' lease");
+    }
+    controllers.state().running = false;
+    controllers.kick_after(retry);
+    false
+}
+
+/// Renews the lease every [`leader::RETRY_PERIOD`] while a drain runs (only then).
+fn renew_while_draining(cp: &Arc<ControlPlane>) -> Option<tokio::task::AbortHandle> {
+    if cp.store().exclusive() {
+        return None;
+    }
+    let cp = Arc::downgrade(cp);
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(leader::RETRY_PERIOD).await;
+            let Some(cp) = cp.upgrade() else { return };
+            match cp.controllers().lease.renew(&cp).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::warn!(control_plane = cp.name(), %error, "renewing the controllers' lease")
+                }
+            }
+        }
+    });
+    Some(task.abort_handle())
+}
+
+/// Drains the queue of `cp`'s controllers while this process leads, then releases the
+/// lease.
 async fn drain(cp: Arc<ControlPlane>) {
     let controllers = cp.controllers();
+    let has_work = !controllers.state().queue.is_empty();
+    if has_work && !lead(&cp).await {
+        return;
+    }
+    let renewing = renew_while_draining(&cp);
+    let _stop_renewing = scopeguard(renewing);
     loop {
         let batch = std::mem::take(&mut controllers.state().queue);
-        if batch.is_empty() {
-            let _writing = controllers.marker.lock().await;
-            {
-                let mut state = controllers.state();
-                if !state.queue.is_empty() {
-                    continue;
-                }
-                let keep = state.in_flight > 0 || !state.waiting.is_empty() || state.failed;
-                if !state.marked || keep {
-                    // A write in flight keeps the marker (its guard starts a new drain),
-                    // and so do owners waiting for their dependents and failed work.
-                    state.running = false;
-                    return;
-                }
+        if !batch.is_empty() {
+            if !controllers.lease.leading(&cp).await {
+                // Renewals failed and another process may lead: wait for the lease again.
+                tracing::warn!(control_plane = cp.name(), "lost the controllers' lease");
+                controllers.requeue(batch);
+                controllers.state().running = false;
+                controllers.kick_after(leader::RETRY_PERIOD);
+                return;
             }
-            let cleared = match cp.store().delete(PENDING_MARKER.as_bytes(), None).await {
-                Ok(_) | Err(StoreError::NotFound { .. }) => true,
-                Err(error) => {
-                    tracing::warn!(control_plane = cp.name(), %error, "clearing the controllers' marker");
-                    false
-                }
-            };
+            process(&cp, batch).await;
+            continue;
+        }
+        {
             let mut state = controllers.state();
-            state.marked = !cleared;
-            if !state.queue.is_empty() {
-                // Queued while the marker was being removed: its kick saw this task running.
-                continue;
+            if state.in_flight > 0 || !state.in_lease {
+                // A write in flight keeps the lease: its guard starts a new drain.
+                state.running = false;
+                return;
             }
-            state.running = false;
+        }
+        let released = controllers
+            .lease
+            .release(&cp, || controllers.state().done())
+            .await;
+        let queued = {
+            let mut state = controllers.state();
+            match released {
+                Ok(()) => state.in_lease = !state.done(),
+                Err(error) => {
+                    tracing::warn!(control_plane = cp.name(), %error, "releasing the controllers' lease")
+                }
+            }
+            let queued = !state.queue.is_empty();
+            if !queued {
+                state.running = false;
+            }
+            queued
+        };
+        // Queued while the lease was being released: its kick saw this task running.
+        if !queued || !lead(&cp).await {
             return;
         }
-        process(&cp, batch).await;
     }
+}
+
+/// Aborts the renewing task when the drain ends, however it ends.
+fn scopeguard(task: Option<tokio::task::AbortHandle>) -> impl Drop {
+    struct Abort(Option<tokio::task::AbortHandle>);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            if let Some(task) = &self.0 {
+                task.abort();
+            }
+        }
+    }
+    Abort(task)
 }
 
 /// Does one batch of work: owners grouped by where their dependents can be, so that one
@@ -371,19 +504,36 @@ async fn process(cp: &ControlPlane, batch: Vec<Work>) {
     for outcome in futures::future::join_all(independent).await {
         report(cp, outcome);
     }
+    let controllers = cp.controllers();
     let outcome = if resume {
-        gc::resume(cp, owners).await
+        let scanned = gc::resume(cp, owners).await;
+        if scanned.is_ok() {
+            controllers.lease.resumed().await;
+        }
+        scanned
     } else {
         gc::collect(cp, owners).await
     };
     let checked = gc::check_dependents(cp, dependents).await;
-    if let Err(error) = outcome.and(checked) {
-        tracing::warn!(
-            control_plane = cp.name(),
-            error = error.message(),
-            "garbage collection failed"
-        );
-        cp.controllers().state().failed = true;
+    let mut state = controllers.state();
+    match outcome.and(checked) {
+        Ok(()) if resume => state.failures = 0,
+        Ok(()) => {}
+        Err(error) => {
+            // What failed is found again by a scan, once the store answers.
+            state.failures += 1;
+            let backoff = leader::RETRY_PERIOD
+                .saturating_mul(1 << state.failures.min(5))
+                .min(MAX_BACKOFF);
+            tracing::warn!(
+                control_plane = cp.name(),
+                error = error.message(),
+                retry_in_s = backoff.as_secs(),
+                "garbage collection failed"
+            );
+            drop(state);
+            controllers.enqueue_after(Work::Resume, backoff);
+        }
     }
 }
 
@@ -399,7 +549,7 @@ fn report(cp: &ControlPlane, outcome: Result<(), crate::status::ApiError>) {
 }
 
 /// Held by a write that deletes or marks objects for deletion, from before the store
-/// write until its hooks ran: keeps [`PENDING_MARKER`] in the store meanwhile.
+/// write until its hooks ran: keeps this process registered in the lease meanwhile.
 #[must_use]
 pub(crate) struct Pending<'a> {
     controllers: &'a Controllers,
@@ -412,28 +562,18 @@ impl Drop for Pending<'_> {
     }
 }
 
-/// Makes sure [`PENDING_MARKER`] is stored before a write whose consequences the
-/// controllers must see even if the process stops right after it.
+/// Registers this process in the controllers' lease as owing work, before a write whose
+/// consequences the controllers must see even if the process stops right after it.
 pub(crate) async fn prepare(cp: &ControlPlane) -> Pending<'_> {
     let controllers = cp.controllers();
-    let _writing = controllers.marker.lock().await;
-    if !controllers.state().marked {
-        let written = cp
-            .store()
-            .create(
-                PENDING_MARKER.as_bytes(),
-                bytes::Bytes::from_static(b"{}"),
-                None,
-            )
-            .await;
-        match written {
-            Ok(_) | Err(StoreError::AlreadyExists { .. }) => controllers.state().marked = true,
-            Err(error) => {
-                tracing::warn!(control_plane = cp.name(), %error, "writing the controllers' marker")
-            }
+    // Counted first, so that a drain ending meanwhile does not deregister this process.
+    controllers.state().in_flight += 1;
+    match controllers.lease.register(cp).await {
+        Ok(()) => controllers.state().in_lease = true,
+        Err(error) => {
+            tracing::warn!(control_plane = cp.name(), %error, "registering in the controllers' lease")
         }
     }
-    controllers.state().in_flight += 1;
     Pending { controllers }
 }
 

@@ -120,6 +120,8 @@ pub(crate) struct LogStore<D: LogDriver> {
     driver: Arc<D>,
     writes: WriteHandle,
     hub: Arc<WatchHub>,
+    /// Whether this process is the only writer (the events of its writes are all there is).
+    exclusive: bool,
 }
 
 impl<D: LogDriver> LogStore<D> {
@@ -133,6 +135,7 @@ impl<D: LogDriver> LogStore<D> {
             driver,
             writes,
             hub,
+            exclusive: local_events,
         })
     }
 
@@ -143,6 +146,7 @@ impl<D: LogDriver> LogStore<D> {
             driver,
             writes,
             hub,
+            ..
         } = self;
         drop(hub);
         writes.finish().await;
@@ -237,6 +241,10 @@ impl<D: LogDriver> Store for LogStore<D> {
 
     async fn size(&self) -> Result<Option<u64>> {
         self.driver.size().await.map(Some)
+    }
+
+    fn exclusive(&self) -> bool {
+        self.exclusive
     }
 
     async fn create(&self, key: &[u8], value: Bytes, ttl: Option<Duration>) -> Result<Revision> {
@@ -370,6 +378,9 @@ macro_rules! delegate_store {
             }
             async fn size(&self) -> $crate::Result<Option<u64>> {
                 self.0.size().await
+            }
+            fn exclusive(&self) -> bool {
+                self.0.exclusive()
             }
             async fn create(
                 &self,

@@ -130,6 +130,9 @@ async fn postgres_stores_are_created_listed_isolated_and_dropped() {
     let a = server.create_store(&a_name).await.unwrap();
     let b = server.ensure_store(&b_name).await.unwrap();
     assert_ne!(a.schema(), b.schema());
+    // Other processes may write it: nothing cached about it is safe, and its control
+    // plane's controllers are elected.
+    assert!(!a.exclusive());
     assert!(a.schema().starts_with("kflex_store_"), "{}", a.schema());
     assert!(schema_exists(&mut admin, a.schema()).await);
     let listed = server.list_stores().await.unwrap();

@@ -45,7 +45,9 @@ async fn reopening_keeps_data_revisions_and_expiry() {
 async fn a_store_open_elsewhere_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
-    let _first = open(&path).await.unwrap();
+    let first = open(&path).await.unwrap();
+    // Its only writer, which can keep what it learns of the store.
+    assert!(first.exclusive());
     match open(&path).await {
         Err(StoreError::Unavailable {
             backend: "sqlite",
