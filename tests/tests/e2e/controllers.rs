@@ -893,6 +893,33 @@ async fn foreground_deletion_is_not_blocked_by_ownership_cycles() {
     })
     .await;
     assert!(!gone(&cms, "unblocking").await);
+
+    // So does one that drops its reference to the owner.
+    let owner = create("dropped-owner", &[]).await;
+    cms.create(
+        &PostParams::default(),
+        &configmap(
+            "dropping",
+            json!([owner_ref(&owner, true)]),
+            &["example.com/hold"],
+        ),
+    )
+    .await
+    .unwrap();
+    cms.delete("dropped-owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    eventually("the blocking dependent is being deleted", || async {
+        let held = cms.get("dropping").await.unwrap();
+        held.metadata.deletion_timestamp.map(|_| ())
+    })
+    .await;
+    assert!(!gone(&cms, "dropped-owner").await);
+    set_owners(&cms, "dropping", Value::Null).await;
+    eventually("the owner no longer referred to is gone", || async {
+        gone(&cms, "dropped-owner").await.then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -316,8 +316,8 @@ async fn scan(cp: &ControlPlane, namespace: Option<&str>) -> Result<Graph, ApiEr
 }
 
 /// Reacts to a write of `object`: a deleted object's dependents are collected and its
-/// foreground-deleting owners may finish (as may those it stopped blocking); an object
-/// marked with `orphan` or `foregroundDeletion` has its dependents orphaned or deleted.
+/// foreground-deleting owners may finish; an object marked with `orphan` or
+/// `foregroundDeletion` has its dependents orphaned or deleted.
 pub(super) fn after_write(cp: &ControlPlane, def: &ResourceDef, object: &Value, deleted: bool) {
     if !def.custom && def.group.is_empty() && def.plural == "namespaces" {
         return;
@@ -325,26 +325,13 @@ pub(super) fn after_write(cp: &ControlPlane, def: &ResourceDef, object: &Value, 
     let controllers = cp.controllers();
     let uid = meta_str(object, "uid").unwrap_or("");
     let namespace = meta_str(object, "namespace").filter(|_| def.namespaced);
-    // The owners waiting for this object to go that may now finish: all of them when it
-    // went, those it stopped blocking otherwise (upstream looks at an owner again when a
-    // dependent's reference to it stops blocking).
-    let waiting: Vec<OwnerReference> = {
-        let state = controllers.state();
-        owner_references(object)
-            .into_iter()
-            .filter(|r| (deleted || !r.block_owner_deletion) && state.waiting.contains(&r.uid))
-            .collect()
-    };
-    for reference in waiting {
-        if let Some(owner) = owner_ref(cp, namespace, &reference) {
-            super::collect(cp, owner);
-        }
-    }
     if deleted {
         controllers.set_waiting(uid, false);
         if !namespace.is_some_and(|ns| controllers.is_terminating(ns)) {
             super::collect(cp, ObjectRef::of(def, object));
         }
+        let waiting = owner_references(object);
+        recheck_waiting(cp, namespace, waiting.iter());
     } else if meta_str(object, "deletionTimestamp").is_some() {
         let finalizers = object::finalizers(object);
         if finalizers.iter().any(|f| f == ORPHAN || f == FOREGROUND) {
@@ -352,6 +339,43 @@ pub(super) fn after_write(cp: &ControlPlane, def: &ResourceDef, object: &Value, 
         }
     } else if !owner_references(object).is_empty() {
         super::check_owners(cp, ObjectRef::of(def, object));
+    }
+}
+
+/// Reacts to an update of `old` into `new` (of `def`): the owners waiting for their
+/// dependents in the foreground that `new` no longer blocks (its reference to them removed,
+/// or no longer `blockOwnerDeletion`) may finish, as upstream's graph builder sees it.
+pub(crate) fn after_update(cp: &ControlPlane, def: &ResourceDef, old: &Value, new: &Value) {
+    let blocking: HashSet<String> = owner_references(new)
+        .into_iter()
+        .filter(|r| r.block_owner_deletion)
+        .map(|r| r.uid)
+        .collect();
+    let released = owner_references(old);
+    let released = released
+        .iter()
+        .filter(|r| r.block_owner_deletion && !blocking.contains(&r.uid));
+    let namespace = meta_str(new, "namespace").filter(|_| def.namespaced);
+    recheck_waiting(cp, namespace, released);
+}
+
+/// Queues those of the owners `references` name (from a dependent in `namespace`) that
+/// wait for their dependents in the foreground.
+fn recheck_waiting<'a>(
+    cp: &ControlPlane,
+    namespace: Option<&str>,
+    references: impl Iterator<Item = &'a OwnerReference>,
+) {
+    let waiting: Vec<&OwnerReference> = {
+        let state = cp.controllers().state();
+        references
+            .filter(|r| state.waiting.contains(&r.uid))
+            .collect()
+    };
+    for reference in waiting {
+        if let Some(owner) = owner_ref(cp, namespace, reference) {
+            super::collect(cp, owner);
+        }
     }
 }
 
@@ -748,7 +772,7 @@ async fn process_owner(
 
 /// Breaks a cycle of objects that each wait, deleting in the foreground, for the next:
 /// `owner`'s references stop blocking their owners. The write brings those owners back
-/// to the queue ([`after_write`]): the one waiting for `owner` in the cycle now finishes
+/// to the queue ([`after_update`]): the one waiting for `owner` in the cycle now finishes
 /// first, and the others follow.
 ///
 /// Upstream applies this remedy only to an object that is not being deleted yet, found
