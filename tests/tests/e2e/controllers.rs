@@ -447,7 +447,17 @@ async fn background_orphan_and_several_owners() {
         .body(serde_json::to_vec(&json!({"propagationPolicy": "Sideways"})).unwrap())
         .unwrap();
     let (code, reason) = api_error(client.request::<Value>(request).await.unwrap_err());
-    assert_eq!((code, reason.as_str()), (400, "BadRequest"));
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    let both = http::Request::delete("/api/v1/namespaces/gc/configmaps/kept")
+        .header("content-type", "application/json")
+        .body(
+            serde_json::to_vec(&json!({"propagationPolicy": "Orphan", "orphanDependents": true}))
+                .unwrap(),
+        )
+        .unwrap();
+    let (code, reason) = api_error(client.request::<Value>(both).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert!(!gone(&cms, "kept").await);
 }
 
 #[tokio::test]
@@ -1176,4 +1186,51 @@ async fn objects_that_own_each_other_all_deleted_in_the_foreground_go() {
             .then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_second_deletion_changes_the_propagation_policy() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    create_namespace(&client, "switch").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "switch");
+    let owner = cms
+        .create(&PostParams::default(), &configmap("owner", json!([]), &[]))
+        .await
+        .unwrap();
+    cms.create(
+        &PostParams::default(),
+        &configmap(
+            "held",
+            json!([owner_ref(&owner, true)]),
+            &["example.com/hold"],
+        ),
+    )
+    .await
+    .unwrap();
+    cms.delete("owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    eventually("the blocking dependent is being deleted", || async {
+        let held = cms.get("held").await.unwrap();
+        held.metadata.deletion_timestamp.map(|_| ())
+    })
+    .await;
+    // Deleted again with Orphan, the owner trades `foregroundDeletion` for `orphan`: its
+    // dependent loses its reference, and the owner goes without waiting for it.
+    let marked = cms.delete("owner", &DeleteParams::orphan()).await.unwrap();
+    let finalizers = marked
+        .left()
+        .expect("the owner, still there")
+        .metadata
+        .finalizers
+        .unwrap_or_default();
+    assert_eq!(finalizers, ["orphan"]);
+    eventually("the owner is gone", || async {
+        gone(&cms, "owner").await.then_some(())
+    })
+    .await;
+    let held = cms.get("held").await.unwrap();
+    assert_eq!(held.metadata.owner_references, None);
+    remove_finalizers(&cms, "held").await;
 }
