@@ -45,6 +45,34 @@ where
     matches!(api.get(name).await, Err(kube::Error::Api(s)) if s.code == 404)
 }
 
+/// The identity of a process that stopped owing the garbage collector work.
+const STOPPED: &str = "stopped_4b1d";
+
+/// Writes the controllers' Lease as a process that stopped mid-way leaves it: held by it,
+/// and naming it as owing garbage-collection work.
+async fn owed_by_a_stopped_process(store: &kflex_storage_backends::sqlite::SqliteStore) {
+    use kflex_controlplane::controllers::leader;
+    use kflex_storage_backends::Store;
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": leader::NAME, "namespace": leader::NAMESPACE,
+            "uid": "4b1d0000-0000-0000-0000-000000000002",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "annotations": {leader::PENDING: json!({STOPPED: "2026-01-01T00:00:00Z"}).to_string()}},
+        "spec": {"holderIdentity": STOPPED, "leaseDurationSeconds": 15,
+            "renewTime": "2026-01-01T00:00:00.000000Z"},
+    });
+    let key = format!("/registry/leases/{}/{}", leader::NAMESPACE, leader::NAME);
+    store
+        .create(
+            key.as_bytes(),
+            serde_json::to_vec(&lease).unwrap().into(),
+            None,
+        )
+        .await
+        .unwrap();
+}
+
 async fn create_namespace(client: &kube::Client, name: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns = Namespace {
@@ -447,7 +475,17 @@ async fn background_orphan_and_several_owners() {
         .body(serde_json::to_vec(&json!({"propagationPolicy": "Sideways"})).unwrap())
         .unwrap();
     let (code, reason) = api_error(client.request::<Value>(request).await.unwrap_err());
-    assert_eq!((code, reason.as_str()), (400, "BadRequest"));
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    let both = http::Request::delete("/api/v1/namespaces/gc/configmaps/kept")
+        .header("content-type", "application/json")
+        .body(
+            serde_json::to_vec(&json!({"propagationPolicy": "Orphan", "orphanDependents": true}))
+                .unwrap(),
+        )
+        .unwrap();
+    let (code, reason) = api_error(client.request::<Value>(both).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert!(!gone(&cms, "kept").await);
 }
 
 #[tokio::test]
@@ -664,28 +702,12 @@ async fn a_restart_resumes_pending_deletions() {
                 "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "nobody",
                     "uid": "4b1d0000-0000-0000-0000-000000000000"}]},
         });
-        use kflex_controlplane::controllers::leader;
-        let lease = json!({
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": leader::NAME, "namespace": leader::NAMESPACE,
-                "uid": "4b1d0000-0000-0000-0000-000000000002",
-                "creationTimestamp": "2026-01-01T00:00:00Z",
-                "annotations": {leader::PENDING:
-                    json!({"stopped_4b1d": "2026-01-01T00:00:00Z"}).to_string()}},
-            "spec": {"holderIdentity": "stopped_4b1d", "leaseDurationSeconds": 15,
-                "renewTime": "2026-01-01T00:00:00.000000Z"},
-        });
-        let lease_key = format!("/registry/leases/{}/{}", leader::NAMESPACE, leader::NAME);
-        for (key, value) in [
-            ("/registry/configmaps/kept/orphaned", dependent),
-            (lease_key.as_str(), lease),
-        ] {
-            let value = serde_json::to_vec(&value).unwrap();
-            store
-                .create(key.as_bytes(), value.into(), None)
-                .await
-                .unwrap();
-        }
+        let value = serde_json::to_vec(&dependent).unwrap();
+        store
+            .create(b"/registry/configmaps/kept/orphaned", value.into(), None)
+            .await
+            .unwrap();
+        owed_by_a_stopped_process(&store).await;
         store.close().await;
     }
 
@@ -711,7 +733,7 @@ async fn a_restart_resumes_pending_deletions() {
         let annotations = lease.metadata.annotations.unwrap_or_default();
         (!annotations
             .get(leader::PENDING)
-            .is_some_and(|pending| pending.contains("stopped_4b1d")))
+            .is_some_and(|pending| pending.contains(STOPPED)))
         .then_some(())
     })
     .await;
@@ -753,4 +775,493 @@ async fn a_tenant_runs_its_own_controllers() {
         gone(&namespaces, "scratch").await.then_some(())
     })
     .await;
+}
+
+/// Sets the owner references of ConfigMap `name`.
+async fn set_owners(api: &Api<ConfigMap>, name: &str, owners: Value) -> ConfigMap {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"ownerReferences": owners}})),
+    )
+    .await
+    .unwrap()
+}
+
+/// The ConfigMaps `events` reports deleted, in order, until `count` were.
+async fn deletions(
+    events: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<ConfigMap>>> + Unpin),
+    count: usize,
+) -> Vec<String> {
+    let mut deleted = Vec::new();
+    while deleted.len() < count {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .unwrap_or_else(|_| panic!("a watch event within 10 s; deleted so far: {deleted:?}"))
+            .unwrap()
+            .expect("the watch goes on");
+        if let WatchEvent::Deleted(cm) = event {
+            deleted.push(cm.metadata.name.unwrap());
+        }
+    }
+    deleted
+}
+
+/// A watch of `api` from now on.
+async fn watch_from_now(
+    api: &Api<ConfigMap>,
+) -> impl futures::Stream<Item = kube::Result<WatchEvent<ConfigMap>>> + Unpin {
+    let version = api
+        .list_metadata(&Default::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    api.watch(&WatchParams::default(), &version)
+        .await
+        .unwrap()
+        .boxed()
+}
+
+#[tokio::test]
+async fn foreground_deletion_is_not_blocked_by_ownership_cycles() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    create_namespace(&client, "cycles").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "cycles");
+    let create = |name: &'static str, finalizers: &'static [&'static str]| {
+        let cms = cms.clone();
+        async move {
+            cms.create(
+                &PostParams::default(),
+                &configmap(name, json!([]), finalizers),
+            )
+            .await
+            .unwrap()
+        }
+    };
+
+    // Upstream's conformance case: c1 is owned by c3, c2 by c1, c3 by c2, every reference
+    // blocking; deleting c1 in the foreground deletes all three.
+    let c1 = create("c1", &[]).await;
+    let c2 = create("c2", &[]).await;
+    let c3 = create("c3", &[]).await;
+    set_owners(&cms, "c1", json!([owner_ref(&c3, true)])).await;
+    set_owners(&cms, "c2", json!([owner_ref(&c1, true)])).await;
+    set_owners(&cms, "c3", json!([owner_ref(&c2, true)])).await;
+    let mut events = watch_from_now(&cms).await;
+    cms.delete("c1", &DeleteParams::foreground()).await.unwrap();
+    // c3, whose owner waits and whose dependent c1 waits too, stops blocking its owner
+    // and is deleted in the foreground: c2 can go, then c1, then c3.
+    assert_eq!(deletions(&mut events, 3).await, ["c2", "c1", "c3"]);
+
+    // Two objects that own each other, both deleted in the foreground at once.
+    let a = create("a", &[]).await;
+    let b = create("b", &[]).await;
+    set_owners(&cms, "a", json!([owner_ref(&b, true)])).await;
+    set_owners(&cms, "b", json!([owner_ref(&a, true)])).await;
+    let mut events = watch_from_now(&cms).await;
+    let foreground = DeleteParams::foreground();
+    let (first, second) =
+        futures::join!(cms.delete("a", &foreground), cms.delete("b", &foreground));
+    first.unwrap();
+    second.unwrap();
+    let mut deleted = deletions(&mut events, 2).await;
+    deleted.sort();
+    assert_eq!(deleted, ["a", "b"]);
+
+    // A blocked chain: the owner's dependent is itself deleting its dependents in the
+    // foreground, and its own dependent is held by a finalizer. Everything waits for it.
+    let top = create("top", &[]).await;
+    let middle = cms
+        .create(
+            &PostParams::default(),
+            &configmap("middle", json!([owner_ref(&top, true)]), &[]),
+        )
+        .await
+        .unwrap();
+    cms.create(
+        &PostParams::default(),
+        &configmap(
+            "bottom",
+            json!([owner_ref(&middle, true)]),
+            &["example.com/hold"],
+        ),
+    )
+    .await
+    .unwrap();
+    let mut events = watch_from_now(&cms).await;
+    cms.delete("middle", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    cms.delete("top", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    eventually("the held dependent is being deleted", || async {
+        let bottom = cms.get("bottom").await.unwrap();
+        bottom.metadata.deletion_timestamp.map(|_| ())
+    })
+    .await;
+    for name in ["top", "middle"] {
+        let waiting = cms.get(name).await.unwrap();
+        assert_eq!(
+            waiting.metadata.finalizers,
+            Some(vec!["foregroundDeletion".to_owned()]),
+            "{name}"
+        );
+    }
+    remove_finalizers(&cms, "bottom").await;
+    assert_eq!(deletions(&mut events, 3).await, ["bottom", "middle", "top"]);
+
+    // A dependent that stops blocking its owner lets the owner go first.
+    let owner = create("unblocked-owner", &[]).await;
+    cms.create(
+        &PostParams::default(),
+        &configmap(
+            "unblocking",
+            json!([owner_ref(&owner, true)]),
+            &["example.com/hold"],
+        ),
+    )
+    .await
+    .unwrap();
+    cms.delete("unblocked-owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    eventually("the blocking dependent is being deleted", || async {
+        let held = cms.get("unblocking").await.unwrap();
+        held.metadata.deletion_timestamp.map(|_| ())
+    })
+    .await;
+    assert!(!gone(&cms, "unblocked-owner").await);
+    set_owners(&cms, "unblocking", json!([owner_ref(&owner, false)])).await;
+    eventually("the owner no longer blocked is gone", || async {
+        gone(&cms, "unblocked-owner").await.then_some(())
+    })
+    .await;
+    assert!(!gone(&cms, "unblocking").await);
+
+    // So does one that drops its reference to the owner.
+    let owner = create("dropped-owner", &[]).await;
+    cms.create(
+        &PostParams::default(),
+        &configmap(
+            "dropping",
+            json!([owner_ref(&owner, true)]),
+            &["example.com/hold"],
+        ),
+    )
+    .await
+    .unwrap();
+    cms.delete("dropped-owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    eventually("the blocking dependent is being deleted", || async {
+        let held = cms.get("dropping").await.unwrap();
+        held.metadata.deletion_timestamp.map(|_| ())
+    })
+    .await;
+    assert!(!gone(&cms, "dropped-owner").await);
+    set_owners(&cms, "dropping", Value::Null).await;
+    eventually("the owner no longer referred to is gone", || async {
+        gone(&cms, "dropped-owner").await.then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn owner_references_resolve_by_uid_namespace_and_scope() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    create_namespace(&client, "here").await;
+    create_namespace(&client, "there").await;
+    let here: Api<ConfigMap> = Api::namespaced(client.clone(), "here");
+    let there: Api<ConfigMap> = Api::namespaced(client.clone(), "there");
+    let plain = |name: &str| configmap(name, json!([]), &[]);
+
+    // An owner recreated under the same name is another object: a reference to the old
+    // uid is dangling, one to the new uid is not.
+    let old = here
+        .create(&PostParams::default(), &plain("owner"))
+        .await
+        .unwrap();
+    here.delete("owner", &DeleteParams::default())
+        .await
+        .unwrap();
+    let new = here
+        .create(&PostParams::default(), &plain("owner"))
+        .await
+        .unwrap();
+    assert_ne!(old.metadata.uid, new.metadata.uid);
+    here.create(
+        &PostParams::default(),
+        &configmap("of-new", json!([owner_ref(&new, false)]), &[]),
+    )
+    .await
+    .unwrap();
+    here.create(
+        &PostParams::default(),
+        &configmap("of-old", json!([owner_ref(&old, false)]), &[]),
+    )
+    .await
+    .unwrap();
+    eventually("the dependent of the old owner is gone", || async {
+        gone(&here, "of-old").await.then_some(())
+    })
+    .await;
+
+    // Owner references are resolved in the dependent's namespace: an owner of that name
+    // and uid in another namespace does not count.
+    there
+        .create(
+            &PostParams::default(),
+            &configmap("across", json!([owner_ref(&new, false)]), &[]),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the dependent of an owner in another namespace is gone",
+        || async { gone(&there, "across").await.then_some(()) },
+    )
+    .await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "there");
+    let event = eventually("the OwnerRefInvalidNamespace event", || async {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("OwnerRefInvalidNamespace"))
+    })
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(event.involved_object.name.as_deref(), Some("across"));
+    assert_eq!(event.involved_object.kind.as_deref(), Some("ConfigMap"));
+    assert_eq!(
+        event.message.as_deref(),
+        Some(
+            format!(
+                "ownerRef [v1/ConfigMap, namespace: there, name: owner, uid: {}] does not exist in namespace \"there\"",
+                new.metadata.uid.as_deref().unwrap()
+            )
+            .as_str()
+        )
+    );
+
+    // A cluster-scoped dependent cannot have a namespaced owner: the reference cannot be
+    // resolved and the dependent is never collected, whatever its other references say.
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    let dangling = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "name": "nobody", "uid": "4b1d0000-0000-0000-0000-000000000000"});
+    for (name, owners) in [
+        ("of-configmap", json!([owner_ref(&new, false)])),
+        (
+            "of-configmap-and-nobody",
+            json!([owner_ref(&new, false), dangling]),
+        ),
+        ("of-nobody", json!([dangling])),
+    ] {
+        let role: ClusterRole =
+            serde_json::from_value(json!({"metadata": {"name": name, "ownerReferences": owners}}))
+                .unwrap();
+        roles.create(&PostParams::default(), &role).await.unwrap();
+    }
+    // The last one is collected after the GC looked at the first two.
+    eventually("the cluster-scoped dependent of nobody is gone", || async {
+        gone(&roles, "of-nobody").await.then_some(())
+    })
+    .await;
+    assert!(!gone(&roles, "of-configmap").await);
+    assert!(!gone(&roles, "of-configmap-and-nobody").await);
+    let defaults: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let event = eventually("the cluster-scoped dependent's event", || async {
+        let list = defaults.list(&Default::default()).await.unwrap();
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("OwnerRefInvalidNamespace")
+                && e.involved_object.name.as_deref() == Some("of-configmap")
+        })
+    })
+    .await;
+    assert_eq!(event.involved_object.kind.as_deref(), Some("ClusterRole"));
+}
+
+#[tokio::test]
+async fn orphaning_one_of_two_owners_keeps_the_dependent() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    create_namespace(&client, "orphans").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "orphans");
+    let first = cms
+        .create(&PostParams::default(), &configmap("first", json!([]), &[]))
+        .await
+        .unwrap();
+    let second = cms
+        .create(&PostParams::default(), &configmap("second", json!([]), &[]))
+        .await
+        .unwrap();
+    cms.create(
+        &PostParams::default(),
+        &configmap(
+            "shared",
+            json!([owner_ref(&first, true), owner_ref(&second, false)]),
+            &[],
+        ),
+    )
+    .await
+    .unwrap();
+    let mut events = watch_from_now(&cms).await;
+    cms.delete("first", &DeleteParams::orphan()).await.unwrap();
+    // The dependent loses its reference to the orphaning owner first, then the owner
+    // loses its `orphan` finalizer and goes.
+    let mut seen = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .expect("a watch event within 10 s")
+            .unwrap()
+            .expect("the watch goes on");
+        match event {
+            WatchEvent::Modified(cm) if cm.metadata.name.as_deref() == Some("shared") => {
+                let uids: Vec<String> = cm
+                    .metadata
+                    .owner_references
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|r| r.uid)
+                    .collect();
+                assert_eq!(uids, [second.metadata.uid.clone().unwrap()]);
+                seen.push("shared orphaned");
+            }
+            WatchEvent::Modified(cm) => {
+                let finalizers = cm.metadata.finalizers.unwrap_or_default();
+                assert_eq!(cm.metadata.name.as_deref(), Some("first"));
+                seen.push(if finalizers.is_empty() {
+                    "first finalized"
+                } else {
+                    "first marked"
+                });
+            }
+            WatchEvent::Deleted(cm) => {
+                assert_eq!(cm.metadata.name.as_deref(), Some("first"));
+                seen.push("first deleted");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["first marked", "shared orphaned", "first deleted"]);
+    let shared = cms.get("shared").await.unwrap();
+    assert!(shared.metadata.deletion_timestamp.is_none());
+    // The remaining owner still collects it.
+    cms.delete("second", &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually("the dependent of the last owner is gone", || async {
+        gone(&cms, "shared").await.then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn objects_that_own_each_other_all_deleted_in_the_foreground_go() {
+    use kflex_storage_backends::sqlite::{SqliteOptions, SqliteStore};
+    use kflex_storage_backends::Store;
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    create_namespace(&client, "stuck").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "stuck");
+    let mut made = Vec::new();
+    for name in ["x", "y", "z"] {
+        made.push(
+            cms.create(&PostParams::default(), &configmap(name, json!([]), &[]))
+                .await
+                .unwrap(),
+        );
+    }
+    // x is owned by z, y by x, z by y: every reference blocks.
+    set_owners(&cms, "x", json!([owner_ref(&made[2], true)])).await;
+    set_owners(&cms, "y", json!([owner_ref(&made[0], true)])).await;
+    set_owners(&cms, "z", json!([owner_ref(&made[1], true)])).await;
+    let (_, dir) = server.terminate();
+
+    // All three marked for foreground deletion before any garbage collector saw one of
+    // them: the state upstream's collector can never leave.
+    {
+        let store = SqliteStore::open(dir.path().join("host.db"), SqliteOptions::default())
+            .await
+            .unwrap();
+        for name in ["x", "y", "z"] {
+            let key = format!("/registry/configmaps/stuck/{name}");
+            let (kv, _) = store.get(key.as_bytes(), None).await.unwrap();
+            let kv = kv.unwrap();
+            let mut object: Value = serde_json::from_slice(&kv.value).unwrap();
+            object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            object["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
+            let value = serde_json::to_vec(&object).unwrap();
+            store
+                .update(key.as_bytes(), value.into(), kv.mod_revision, None)
+                .await
+                .unwrap();
+        }
+        owed_by_a_stopped_process(&store).await;
+        store.close().await;
+    }
+
+    let server = KflexServer::start_in(dir);
+    let client = crate::support::client(&server).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "stuck");
+    eventually("the cycle is gone", || async {
+        let left = cms.list(&Default::default()).await.unwrap().items;
+        left.iter()
+            .all(|cm| !["x", "y", "z"].contains(&cm.metadata.name.as_deref().unwrap_or("")))
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_second_deletion_changes_the_propagation_policy() {
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    create_namespace(&client, "switch").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "switch");
+    let owner = cms
+        .create(&PostParams::default(), &configmap("owner", json!([]), &[]))
+        .await
+        .unwrap();
+    cms.create(
+        &PostParams::default(),
+        &configmap(
+            "held",
+            json!([owner_ref(&owner, true)]),
+            &["example.com/hold"],
+        ),
+    )
+    .await
+    .unwrap();
+    cms.delete("owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    eventually("the blocking dependent is being deleted", || async {
+        let held = cms.get("held").await.unwrap();
+        held.metadata.deletion_timestamp.map(|_| ())
+    })
+    .await;
+    // Deleted again with Orphan, the owner trades `foregroundDeletion` for `orphan`: its
+    // dependent loses its reference, and the owner goes without waiting for it.
+    let marked = cms.delete("owner", &DeleteParams::orphan()).await.unwrap();
+    let finalizers = marked
+        .left()
+        .expect("the owner, still there")
+        .metadata
+        .finalizers
+        .unwrap_or_default();
+    assert_eq!(finalizers, ["orphan"]);
+    eventually("the owner is gone", || async {
+        gone(&cms, "owner").await.then_some(())
+    })
+    .await;
+    let held = cms.get("held").await.unwrap();
+    assert_eq!(held.metadata.owner_references, None);
+    remove_finalizers(&cms, "held").await;
 }

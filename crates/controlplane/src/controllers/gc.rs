@@ -2,6 +2,11 @@
 //! gone is deleted (Background); an owner deleted in the Foreground keeps its
 //! `foregroundDeletion` finalizer until its dependents with `blockOwnerDeletion` are gone;
 //! an owner deleted with Orphan loses its `orphan` finalizer once no dependent refers to it.
+//! Owner references are resolved as upstream resolves them: by uid (an owner recreated
+//! under the same name is another object), in the dependent's namespace, and never from a
+//! cluster-scoped dependent to a namespaced owner (such a dependent is left alone and
+//! reported with an `OwnerRefInvalidNamespace` Event). Cycles of blocking references do not
+//! keep foreground deletions waiting for ever: see [`Verdict::Cascade`] and `break_cycle`.
 //!
 //! There is no graph in memory: when an owner is deleted or marked, the objects that may
 //! depend on it are read from the store (its namespace's, for a namespaced owner; every
@@ -97,6 +102,8 @@ pub struct Owners {
     pub dangling: Vec<String>,
     /// Owners that are deleting their dependents in the foreground.
     pub waiting: Vec<String>,
+    /// References that cannot be resolved: a cluster-scoped dependent's namespaced owners.
+    pub unresolvable: Vec<String>,
 }
 
 /// What the garbage collector does with a dependent that is not being deleted.
@@ -104,8 +111,15 @@ pub struct Owners {
 pub enum Verdict {
     /// It keeps a solid owner and refers to no other.
     Keep,
+    /// It refers to an owner that cannot be resolved (a cluster-scoped dependent's
+    /// namespaced owner): upstream leaves it alone, whatever its other references say, and
+    /// reports it with an `OwnerRefInvalidNamespace` Event.
+    Unresolvable,
     /// It keeps a solid owner; the references to these gone or deleting owners go.
     DropReferences(HashSet<String>),
+    /// An owner deletes its dependents in the foreground and so does it, for it has
+    /// dependents of its own (upstream's cascade through the middle of a chain).
+    Cascade,
     /// It is deleted with this propagation policy.
     Delete(&'static str),
 }
@@ -113,6 +127,9 @@ pub enum Verdict {
 /// Upstream's decision for a dependent with `owners`, whose own finalizers are
 /// `finalizers` and which has dependents of its own when `has_dependents`.
 pub fn verdict(owners: &Owners, finalizers: &[String], has_dependents: bool) -> Verdict {
+    if !owners.unresolvable.is_empty() {
+        return Verdict::Unresolvable;
+    }
     if !owners.solid.is_empty() {
         if owners.dangling.is_empty() && owners.waiting.is_empty() {
             return Verdict::Keep;
@@ -121,7 +138,7 @@ pub fn verdict(owners: &Owners, finalizers: &[String], has_dependents: bool) -> 
         return Verdict::DropReferences(uids.collect());
     }
     if !owners.waiting.is_empty() && has_dependents {
-        return Verdict::Delete("Foreground");
+        return Verdict::Cascade;
     }
     if finalizers.iter().any(|f| f == ORPHAN) {
         Verdict::Delete("Orphan")
@@ -167,6 +184,71 @@ impl Graph {
     fn has_dependents(&self, object: &Value) -> bool {
         meta_str(object, "uid").is_some_and(|uid| self.dependents.contains_key(uid))
     }
+
+    /// Whether one of the dependents of `object` deletes its own dependents in the
+    /// foreground (upstream's test for a possible cycle).
+    fn has_dependent_deleting_dependents(&self, object: &Value) -> bool {
+        meta_str(object, "uid").is_some_and(|uid| {
+            self.dependents_of(uid)
+                .any(|(_, dependent)| deleting_dependents(dependent))
+        })
+    }
+
+    /// Whether owner `uid` waits for itself: a chain of dependents that block their
+    /// owners' deletion and all delete their own dependents in the foreground leads from
+    /// it back to it, so that none of them can ever finish.
+    fn waits_for_itself(&self, uid: &str) -> bool {
+        let mut seen = HashSet::new();
+        let mut next = vec![uid.to_owned()];
+        while let Some(owner) = next.pop() {
+            for (_, dependent) in self.dependents_of(&owner) {
+                let blocks = owner_references(dependent)
+                    .iter()
+                    .any(|r| r.uid == owner && r.block_owner_deletion);
+                if !blocks || !deleting_dependents(dependent) {
+                    continue;
+                }
+                let Some(dependent_uid) = meta_str(dependent, "uid") else {
+                    continue;
+                };
+                if dependent_uid == uid {
+                    return true;
+                }
+                if seen.insert(dependent_uid.to_owned()) {
+                    next.push(dependent_uid.to_owned());
+                }
+            }
+        }
+        false
+    }
+}
+
+/// Whether `object` is being deleted in the foreground: it waits for its dependents.
+fn deleting_dependents(object: &Value) -> bool {
+    meta_str(object, "deletionTimestamp").is_some()
+        && object::finalizers(object).iter().any(|f| f == FOREGROUND)
+}
+
+/// `object` with none of its owner references blocking their owner's deletion; `None`
+/// when none does.
+pub fn unblocked(object: &Value) -> Option<Value> {
+    let refs = object["metadata"]["ownerReferences"].as_array()?;
+    if !refs.iter().any(|r| r["blockOwnerDeletion"] == json!(true)) {
+        return None;
+    }
+    let refs: Vec<Value> = refs
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            if r["blockOwnerDeletion"] == json!(true) {
+                r["blockOwnerDeletion"] = json!(false);
+            }
+            r
+        })
+        .collect();
+    let mut changed = object.clone();
+    metadata_mut(&mut changed).insert("ownerReferences".into(), json!(refs));
+    Some(changed)
 }
 
 /// One resource per storage prefix that can be listed and deleted, namespaced only when
@@ -248,18 +330,8 @@ pub(super) fn after_write(cp: &ControlPlane, def: &ResourceDef, object: &Value, 
         if !namespace.is_some_and(|ns| controllers.is_terminating(ns)) {
             super::collect(cp, ObjectRef::of(def, object));
         }
-        let waiting: Vec<OwnerReference> = {
-            let state = controllers.state();
-            owner_references(object)
-                .into_iter()
-                .filter(|r| state.waiting.contains(&r.uid))
-                .collect()
-        };
-        for reference in waiting {
-            if let Some(owner) = owner_ref(cp, namespace, &reference) {
-                super::collect(cp, owner);
-            }
-        }
+        let waiting = owner_references(object);
+        recheck_waiting(cp, namespace, waiting.iter());
     } else if meta_str(object, "deletionTimestamp").is_some() {
         let finalizers = object::finalizers(object);
         if finalizers.iter().any(|f| f == ORPHAN || f == FOREGROUND) {
@@ -267,6 +339,43 @@ pub(super) fn after_write(cp: &ControlPlane, def: &ResourceDef, object: &Value, 
         }
     } else if !owner_references(object).is_empty() {
         super::check_owners(cp, ObjectRef::of(def, object));
+    }
+}
+
+/// Reacts to an update of `old` into `new` (of `def`): the owners waiting for their
+/// dependents in the foreground that `new` no longer blocks (its reference to them removed,
+/// or no longer `blockOwnerDeletion`) may finish, as upstream's graph builder sees it.
+pub(crate) fn after_update(cp: &ControlPlane, def: &ResourceDef, old: &Value, new: &Value) {
+    let blocking: HashSet<String> = owner_references(new)
+        .into_iter()
+        .filter(|r| r.block_owner_deletion)
+        .map(|r| r.uid)
+        .collect();
+    let released = owner_references(old);
+    let released = released
+        .iter()
+        .filter(|r| r.block_owner_deletion && !blocking.contains(&r.uid));
+    let namespace = meta_str(new, "namespace").filter(|_| def.namespaced);
+    recheck_waiting(cp, namespace, released);
+}
+
+/// Queues those of the owners `references` name (from a dependent in `namespace`) that
+/// wait for their dependents in the foreground.
+fn recheck_waiting<'a>(
+    cp: &ControlPlane,
+    namespace: Option<&str>,
+    references: impl Iterator<Item = &'a OwnerReference>,
+) {
+    let waiting: Vec<&OwnerReference> = {
+        let state = cp.controllers().state();
+        references
+            .filter(|r| state.waiting.contains(&r.uid))
+            .collect()
+    };
+    for reference in waiting {
+        if let Some(owner) = owner_ref(cp, namespace, reference) {
+            super::collect(cp, owner);
+        }
     }
 }
 
@@ -348,14 +457,16 @@ async fn current(
 }
 
 /// Classifies the owners of `dependent`; the owner of uid `gone`, if any, is known to be
-/// gone (even when its kind is no longer served, as after its CRD's deletion).
+/// gone (even when its kind is no longer served, as after its CRD's deletion). Also gives
+/// the references upstream reports as naming an owner in the wrong namespace.
 async fn classify(
     cp: &ControlPlane,
     dependent: &Value,
     gone: Option<&str>,
-) -> Result<Owners, ApiError> {
+) -> Result<(Owners, Vec<OwnerReference>), ApiError> {
     let namespace = meta_str(dependent, "namespace");
     let mut owners = Owners::default();
+    let mut misplaced = Vec::new();
     for reference in owner_references(dependent) {
         if gone == Some(reference.uid.as_str()) {
             owners.dangling.push(reference.uid);
@@ -367,23 +478,118 @@ async fn classify(
             continue;
         };
         let owner = match (def.namespaced, namespace) {
-            // A cluster-scoped dependent cannot have a namespaced owner.
-            (true, None) => None,
+            // A cluster-scoped dependent cannot have a namespaced owner: upstream calls the
+            // reference unresolvable and leaves the dependent alone.
+            (true, None) => {
+                owners.unresolvable.push(reference.uid.clone());
+                misplaced.push(reference);
+                continue;
+            }
+            // A namespaced owner is looked up in its dependent's namespace only.
             (true, ns) => current(cp, &def, ns, &reference.name, &reference.uid).await?,
             (false, _) => current(cp, &def, None, &reference.name, &reference.uid).await?,
         };
         match owner {
-            None => owners.dangling.push(reference.uid),
-            Some(owner)
-                if meta_str(&owner, "deletionTimestamp").is_some()
-                    && object::finalizers(&owner).iter().any(|f| f == FOREGROUND) =>
-            {
-                owners.waiting.push(reference.uid)
+            None => {
+                if let (true, Some(ns)) = (def.namespaced, namespace) {
+                    if lives_elsewhere(cp, &def, ns, &reference).await? {
+                        misplaced.push(reference.clone());
+                    }
+                }
+                owners.dangling.push(reference.uid)
             }
+            Some(owner) if deleting_dependents(&owner) => owners.waiting.push(reference.uid),
             Some(_) => owners.solid.push(reference.uid),
         }
     }
-    Ok(owners)
+    Ok((owners, misplaced))
+}
+
+/// Whether the owner `reference` names, of `def`, lives in a namespace other than
+/// `namespace`: one point read per namespace, made only for a dependent whose owner is
+/// missing from its own namespace.
+async fn lives_elsewhere(
+    cp: &ControlPlane,
+    def: &ResourceDef,
+    namespace: &str,
+    reference: &OwnerReference,
+) -> Result<bool, ApiError> {
+    const NAMESPACES: &str = "/registry/namespaces/";
+    let page = cp
+        .store()
+        .range(RangeRequest {
+            prefix: NAMESPACES.as_bytes().to_vec(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    for kv in &page.kvs {
+        let key = String::from_utf8_lossy(&kv.key);
+        let Some(other) = key.strip_prefix(NAMESPACES).filter(|n| *n != namespace) else {
+            continue;
+        };
+        if current(cp, def, Some(other), &reference.name, &reference.uid)
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The component upstream's garbage collector names in its Events.
+const COMPONENT: &str = "garbage-collector-controller";
+
+/// Reports, as upstream does, that `dependent` (of `def`) names an owner with `reference`
+/// that cannot be in the namespace it is looked up in: a Warning Event
+/// `OwnerRefInvalidNamespace` about the dependent, in its namespace (`default` for a
+/// cluster-scoped one). A failure to write it is logged: it must not stop collection.
+async fn report_misplaced(
+    cp: &ControlPlane,
+    def: &ResourceDef,
+    dependent: &Value,
+    reference: &OwnerReference,
+) {
+    let Some(events) = cp.registry().lookup("", "v1", "events") else {
+        return;
+    };
+    let namespace = meta_str(dependent, "namespace");
+    let name = meta_str(dependent, "name").unwrap_or("");
+    let mut involved = json!({
+        "apiVersion": def.api_version(), "kind": def.kind, "name": name,
+        "uid": meta_str(dependent, "uid").unwrap_or(""),
+    });
+    if let Some(ns) = namespace {
+        involved["namespace"] = json!(ns);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let now = object::now();
+    let event_namespace = namespace.unwrap_or("default");
+    let event = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": format!("{name}.{nanos:x}"), "namespace": event_namespace},
+        "involvedObject": involved,
+        "reason": "OwnerRefInvalidNamespace",
+        "message": format!(
+            "ownerRef [{}/{}, namespace: {}, name: {}, uid: {}] does not exist in namespace {:?}",
+            reference.api_version, reference.kind, namespace.unwrap_or(""), reference.name,
+            reference.uid, namespace.unwrap_or(""),
+        ),
+        "type": "Warning",
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    });
+    if let Err(error) = internal::create(cp, &events, Some(event_namespace), &event).await {
+        tracing::warn!(
+            control_plane = cp.name(),
+            error = error.message(),
+            "reporting an owner reference to the wrong namespace"
+        );
+    }
 }
 
 /// Upstream's `attemptToDeleteItem`: deletes `dependent` unless a solid owner keeps it
@@ -398,23 +604,37 @@ async fn attempt_to_delete(
     if meta_str(dependent, "deletionTimestamp").is_some() {
         return Ok(());
     }
-    let owners = classify(cp, dependent, gone).await?;
-    let finalizers = object::finalizers(dependent);
-    match verdict(&owners, &finalizers, graph.has_dependents(dependent)) {
-        Verdict::Keep => Ok(()),
-        Verdict::DropReferences(uids) => drop_references(cp, def, dependent, &uids).await,
-        Verdict::Delete(policy) => {
-            internal::delete(
-                cp,
-                def,
-                meta_str(dependent, "namespace"),
-                meta_str(dependent, "name").unwrap_or(""),
-                meta_str(dependent, "uid").unwrap_or(""),
-                policy,
-            )
-            .await
-        }
+    let (owners, misplaced) = classify(cp, dependent, gone).await?;
+    for reference in &misplaced {
+        report_misplaced(cp, def, dependent, reference).await;
     }
+    let finalizers = object::finalizers(dependent);
+    let policy = match verdict(&owners, &finalizers, graph.has_dependents(dependent)) {
+        Verdict::Keep | Verdict::Unresolvable => return Ok(()),
+        Verdict::DropReferences(uids) => {
+            return drop_references(cp, def, dependent, &uids).await;
+        }
+        Verdict::Cascade => {
+            // Upstream's cycle breaker: when one of its dependents waits for its own
+            // dependents too, they may form a cycle that leads back to the owner waiting
+            // for this object. Its references stop blocking their owners first, so that
+            // its owners can finish whatever it waits for.
+            if graph.has_dependent_deleting_dependents(dependent) {
+                rewrite(cp, def, dependent, unblocked).await?;
+            }
+            "Foreground"
+        }
+        Verdict::Delete(policy) => policy,
+    };
+    internal::delete(
+        cp,
+        def,
+        meta_str(dependent, "namespace"),
+        meta_str(dependent, "name").unwrap_or(""),
+        meta_str(dependent, "uid").unwrap_or(""),
+        policy,
+    )
+    .await
 }
 
 /// Rewrites the newest version of `object` with `change` (`None`: nothing to change),
@@ -540,11 +760,36 @@ async fn process_owner(
         attempt_to_delete(cp, graph, dep_def, dependent, None).await?;
         blocking = blocking || still_blocks(cp, dep_def, dependent, &owner.uid).await?;
     }
-    if blocking {
-        return Ok(());
+    if !blocking {
+        controllers.set_waiting(&owner.uid, false);
+        return remove_finalizer(cp, &def, &stored, FOREGROUND).await;
     }
-    controllers.set_waiting(&owner.uid, false);
-    remove_finalizer(cp, &def, &stored, FOREGROUND).await
+    if graph.waits_for_itself(&owner.uid) {
+        break_cycle(cp, &def, &stored).await?;
+    }
+    Ok(())
+}
+
+/// Breaks a cycle of objects that each wait, deleting in the foreground, for the next:
+/// `owner`'s references stop blocking their owners. The write brings those owners back
+/// to the queue ([`after_update`]): the one waiting for `owner` in the cycle now finishes
+/// first, and the others follow.
+///
+/// Upstream applies this remedy only to an object that is not being deleted yet, found
+/// between an owner and a dependent that both wait (see [`Verdict::Cascade`]); objects
+/// that were all deleted in the foreground before its garbage collector saw the cycle
+/// stay there for ever. kflex breaks those cycles too, the same way.
+async fn break_cycle(
+    cp: &ControlPlane,
+    def: &Arc<ResourceDef>,
+    owner: &Value,
+) -> Result<(), ApiError> {
+    tracing::debug!(
+        control_plane = cp.name(),
+        name = meta_str(owner, "name").unwrap_or(""),
+        "an owner deleted in the foreground waits for itself: its references stop blocking"
+    );
+    rewrite(cp, def, owner, unblocked).await
 }
 
 /// Collects the dependents of `owners`: one scan per namespace (one of everything when a
@@ -623,6 +868,7 @@ mod tests {
             solid: list(solid),
             dangling: list(dangling),
             waiting: list(waiting),
+            unresolvable: Vec::new(),
         }
     }
 
@@ -646,7 +892,7 @@ mod tests {
         );
         assert_eq!(
             verdict(&owners(&[], &[], &["c"]), &[], true),
-            Verdict::Delete("Foreground"),
+            Verdict::Cascade,
             "a foreground owner's dependent with dependents goes in the foreground too"
         );
         assert_eq!(
@@ -661,6 +907,86 @@ mod tests {
             verdict(&owners(&[], &["b"], &[]), &[FOREGROUND.to_owned()], false),
             Verdict::Delete("Foreground")
         );
+    }
+
+    #[test]
+    fn an_unresolvable_reference_leaves_the_dependent_alone() {
+        let mut unresolvable = owners(&[], &["b"], &["c"]);
+        unresolvable.unresolvable.push("n".into());
+        assert_eq!(verdict(&unresolvable, &[], true), Verdict::Unresolvable);
+    }
+
+    /// A ConfigMap of uid `uid` owned by `owners` (uid, blocking), deleting its dependents
+    /// in the foreground when `deleting`.
+    fn node(uid: &str, owners: &[(&str, bool)], deleting: bool) -> Value {
+        let refs: Vec<Value> = owners
+            .iter()
+            .map(|(owner, block)| {
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "name": owner, "uid": owner, "blockOwnerDeletion": block})
+            })
+            .collect();
+        let mut object = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": uid, "namespace": "ns", "uid": uid, "ownerReferences": refs}});
+        if deleting {
+            object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            object["metadata"]["finalizers"] = json!([FOREGROUND]);
+        }
+        object
+    }
+
+    fn graph(nodes: Vec<Value>) -> Graph {
+        let registry = crate::registry::ResourceRegistry::builtin();
+        let def = registry.lookup("", "v1", "configmaps").unwrap();
+        let mut graph = Graph::default();
+        for node in nodes {
+            graph.add(def.clone(), node);
+        }
+        graph
+    }
+
+    #[test]
+    fn an_owner_waits_for_itself_only_through_blocking_foreground_deletions() {
+        // a and b own each other, both deleting their dependents in the foreground.
+        let cycle = graph(vec![
+            node("a", &[("b", true)], true),
+            node("b", &[("a", true)], true),
+        ]);
+        assert!(cycle.waits_for_itself("a") && cycle.waits_for_itself("b"));
+        // A longer one, through c.
+        let long = graph(vec![
+            node("a", &[("c", true)], true),
+            node("b", &[("a", true)], true),
+            node("c", &[("b", true)], true),
+        ]);
+        assert!(long.waits_for_itself("a"));
+        // A reference that does not block, or a member that is not deleting, is no cycle.
+        let loose = graph(vec![
+            node("a", &[("b", false)], true),
+            node("b", &[("a", true)], true),
+        ]);
+        assert!(!loose.waits_for_itself("a") && !loose.waits_for_itself("b"));
+        let idle = graph(vec![
+            node("a", &[("b", true)], true),
+            node("b", &[("a", true)], false),
+        ]);
+        assert!(!idle.waits_for_itself("a"));
+        assert!(idle.has_dependent_deleting_dependents(&node("b", &[], false)));
+        assert!(!idle.has_dependent_deleting_dependents(&node("a", &[], true)));
+    }
+
+    #[test]
+    fn unblocking_keeps_the_references() {
+        let object = node("x", &[("a", true), ("b", false)], false);
+        let changed = unblocked(&object).unwrap();
+        let refs = owner_references(&changed);
+        assert_eq!(refs.len(), 2);
+        assert!(refs.iter().all(|r| !r.block_owner_deletion));
+        assert_eq!(
+            changed["metadata"]["ownerReferences"][0]["blockOwnerDeletion"],
+            json!(false)
+        );
+        assert!(unblocked(&changed).is_none());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use super::{decode, encode, read, Call};
 use crate::http::{json, Body};
 use crate::object::{self, meta_str, metadata_mut};
-use crate::status::ApiError;
+use crate::status::{ApiError, Cause};
 use http::{Response, StatusCode};
 use kflex_storage_backends::StoreError;
 use serde_json::{json, Value};
@@ -24,7 +24,9 @@ pub(super) struct DeleteOptions {
 
 impl DeleteOptions {
     /// Reads a `DeleteOptions` object (kubectl sends it without kind and apiVersion);
-    /// `Null` is no options.
+    /// `Null` is no options. Validated as upstream does (`422 Invalid`, kind
+    /// `DeleteOptions.meta.k8s.io`): a known `propagationPolicy`, and not both it and the
+    /// deprecated `orphanDependents`, which otherwise means Orphan (`true`) or Background.
     pub(super) fn from_body(body: &Value, dry_run: bool) -> Result<Self, ApiError> {
         let preconditions = body.get("preconditions");
         let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
@@ -34,20 +36,66 @@ impl DeleteOptions {
             propagation: text(body.get("propagationPolicy")),
             dry_run,
         };
-        if body.get("orphanDependents").and_then(Value::as_bool) == Some(true)
-            && options.propagation.is_none()
-        {
-            options.propagation = Some("Orphan".into());
+        let orphan_dependents = body.get("orphanDependents").and_then(Value::as_bool);
+        let invalid = |reason: &str, message: String| {
+            ApiError::invalid(
+                "meta.k8s.io",
+                "DeleteOptions",
+                "",
+                vec![Cause {
+                    reason: reason.into(),
+                    message,
+                    field: "propagationPolicy".into(),
+                }],
+            )
+        };
+        match (&options.propagation, orphan_dependents) {
+            (Some(policy), Some(_)) => {
+                return Err(invalid(
+                    "FieldValueInvalid",
+                    format!("Invalid value: {policy:?}: orphanDependents and deletionPropagation cannot be both set"),
+                ))
+            }
+            (None, Some(orphan)) => {
+                options.propagation = Some(if orphan { "Orphan" } else { "Background" }.into())
+            }
+            _ => {}
         }
         if let Some(dry_run) = body.get("dryRun").and_then(Value::as_array) {
             options.dry_run |= dry_run.iter().any(|v| v == "All");
         }
         match options.propagation.as_deref() {
             None | Some("Background" | "Foreground" | "Orphan") => Ok(options),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "propagationPolicy {other:?} is not supported: use Background, Foreground or Orphan"
-            ))),
+            Some(other) => Err(invalid(
+                "FieldValueNotSupported",
+                format!("Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""),
+            )),
         }
+    }
+
+    /// The finalizers of `object` once deleted with these options, as upstream's
+    /// `deletionFinalizersForGarbageCollection` makes them: `orphan` and
+    /// `foregroundDeletion` as the propagation policy says (an object being deleted keeps
+    /// those it has when the request names no policy), the others as they are.
+    fn finalizers(&self, object: &Value) -> Vec<String> {
+        let current = object::finalizers(object);
+        let had = |finalizer: &str| current.iter().any(|f| f == finalizer);
+        let (orphan, foreground) = match self.propagation.as_deref() {
+            Some(policy) => (policy == "Orphan", policy == "Foreground"),
+            None => (had(ORPHAN), had(FOREGROUND)),
+        };
+        let mut finalizers: Vec<String> = current
+            .iter()
+            .filter(|f| *f != ORPHAN && *f != FOREGROUND)
+            .cloned()
+            .collect();
+        if orphan {
+            finalizers.push(ORPHAN.into());
+        }
+        if foreground {
+            finalizers.push(FOREGROUND.into());
+        }
+        finalizers
     }
 }
 
@@ -131,16 +179,7 @@ pub(super) async fn delete_object(
                 )));
             }
         }
-        let mut finalizers = object::finalizers(&object);
-        match options.propagation.as_deref() {
-            Some("Orphan") if !finalizers.iter().any(|f| f == ORPHAN) => {
-                finalizers.push(ORPHAN.into())
-            }
-            Some("Foreground") if !finalizers.iter().any(|f| f == FOREGROUND) => {
-                finalizers.push(FOREGROUND.into())
-            }
-            _ => {}
-        }
+        let finalizers = options.finalizers(&object);
         let is_namespace = call.def.group.is_empty() && call.def.plural == "namespaces";
         let spec_finalizers = is_namespace
             && object
@@ -167,9 +206,11 @@ pub(super) async fn delete_object(
             }
         }
         // Graceful deletion: mark once, then the finalizers' owners take over.
-        if meta_str(&object, "deletionTimestamp").is_some()
-            && object::finalizers(&object) == finalizers
-        {
+        let unchanged = {
+            let set = |f: &[String]| f.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+            set(&object::finalizers(&object)) == set(&finalizers)
+        };
+        if meta_str(&object, "deletionTimestamp").is_some() && unchanged {
             return Ok(object);
         }
         let meta = metadata_mut(&mut object);
@@ -231,4 +272,52 @@ pub(super) async fn delete_collection(call: &Call<'_>) -> Result<Response<Body>,
         "items": deleted,
     });
     Ok(json(StatusCode::OK, &list))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(body: Value) -> Result<DeleteOptions, ApiError> {
+        DeleteOptions::from_body(&body, false)
+    }
+
+    #[test]
+    fn options_are_validated_as_upstream() {
+        let bad = options(json!({"propagationPolicy": "Sideways"}))
+            .err()
+            .unwrap();
+        assert_eq!(bad.code(), 422);
+        assert_eq!(
+            bad.message(),
+            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"Sideways\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+        );
+        let both = options(json!({"propagationPolicy": "Orphan", "orphanDependents": true}))
+            .err()
+            .unwrap();
+        assert_eq!(both.code(), 422);
+        assert!(both
+            .message()
+            .ends_with("propagationPolicy: Invalid value: \"Orphan\": orphanDependents and deletionPropagation cannot be both set"));
+        let legacy = |orphan: bool| options(json!({"orphanDependents": orphan})).unwrap();
+        assert_eq!(legacy(true).propagation.as_deref(), Some("Orphan"));
+        assert_eq!(legacy(false).propagation.as_deref(), Some("Background"));
+    }
+
+    #[test]
+    fn the_policy_sets_the_garbage_collector_finalizers() {
+        let object =
+            json!({"metadata": {"finalizers": ["foregroundDeletion", "example.com/hold"]}});
+        let with = |policy: Option<&str>| {
+            let options = DeleteOptions {
+                propagation: policy.map(str::to_owned),
+                ..Default::default()
+            };
+            options.finalizers(&object)
+        };
+        assert_eq!(with(Some("Orphan")), ["example.com/hold", ORPHAN]);
+        assert_eq!(with(Some("Background")), ["example.com/hold"]);
+        assert_eq!(with(Some("Foreground")), ["example.com/hold", FOREGROUND]);
+        assert_eq!(with(None), ["example.com/hold", FOREGROUND]);
+    }
 }

@@ -485,6 +485,7 @@ pub(super) async fn write_with_retries(
                 object::set_resource_version(&mut updated, revision);
                 crate::crd::after_write(call.cp, &call.def, &updated).await;
                 crate::controllers::after_write(call.cp, &call.def, &updated, deleting);
+                crate::controllers::gc::after_update(call.cp, &call.def, &current, &updated);
                 return Ok(updated);
             }
             Err(StoreError::Conflict {
