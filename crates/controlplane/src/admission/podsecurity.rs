@@ -3,8 +3,8 @@
 //! Standards level (`privileged`, `baseline`, `restricted`). `enforce` refuses Pods that
 //! violate it; `warn` sends `Warning` headers for Pods and workload templates; `audit`
 //! records the violation in the server log (kflex keeps no separate audit log). The checks
-//! are upstream's at `latest`, with its reasons and details; a namespace's version label is
-//! shown in messages but older versions' differences are not modelled. Label values are
+//! are upstream's at the version a `-version` label pins (`latest`, or a version newer than
+//! the newest modelled, is the newest), with its reasons and details. Label values are
 //! validated on namespace writes, and tightening `enforce` warns about existing Pods.
 
 mod checks;
@@ -50,6 +50,18 @@ impl Level {
 pub struct LevelVersion {
     pub level: Level,
     pub version: String,
+}
+
+impl LevelVersion {
+    /// The pinned policy version's minor (`v1.<minor>`); `None` for `latest`.
+    pub fn minor(&self) -> Option<u32> {
+        self.version.strip_prefix("v1.")?.parse().ok()
+    }
+
+    /// The violations of a pod (its metadata and spec) at this level and version.
+    fn evaluate(&self, meta: &Value, spec: &Value) -> Vec<checks::Violation> {
+        checks::evaluate(self.level, self.minor(), meta, spec)
+    }
 }
 
 impl fmt::Display for LevelVersion {
@@ -207,7 +219,8 @@ pub(super) async fn validate(
         if let Some((_, detail)) = results.iter().find(|(seen, _)| seen == lv) {
             return detail.clone();
         }
-        let detail = checks::evaluate(lv.level, meta, spec)
+        let detail = lv
+            .evaluate(meta, spec)
             .iter()
             .map(checks::Violation::to_string)
             .collect::<Vec<_>>()
@@ -305,7 +318,9 @@ async fn validate_namespace(
     // Pods with the same violations are reported once, under the first name.
     let mut found: Vec<(String, String, usize)> = Vec::new();
     for pod in &pods {
-        let reasons = checks::evaluate(policy.enforce.level, &pod["metadata"], &pod["spec"])
+        let reasons = policy
+            .enforce
+            .evaluate(&pod["metadata"], &pod["spec"])
             .iter()
             .map(|v| v.reason.clone())
             .collect::<Vec<_>>()
@@ -363,6 +378,8 @@ mod tests {
         assert_eq!(policy.enforce.to_string(), "baseline:latest");
         assert_eq!(policy.audit.to_string(), "privileged:latest");
         assert_eq!(policy.warn.to_string(), "restricted:v1.30");
+        assert_eq!(policy.warn.minor(), Some(30));
+        assert_eq!(policy.enforce.minor(), None);
         let bad = json!({
             "pod-security.kubernetes.io/enforce": "strict",
             "pod-security.kubernetes.io/audit-version": "1.30",
