@@ -402,7 +402,8 @@ impl ControlPlane {
                 let watch = (rr.verb == crate::request::Verb::Watch)
                     .then(|| crate::metrics::long_running(&self.name, &rr));
                 let measured = rr.clone();
-                let response = self.handle_resource(rr, req).await;
+                let response =
+                    crate::admission::as_requester(&user.name, self.handle_resource(rr, req)).await;
                 crate::metrics::record(
                     &self.name,
                     &measured,

@@ -700,3 +700,186 @@ async fn control_plane_node_placement_follows_its_spec() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A refused write's `metav1.Status`: (code, reason, message).
+fn refusal(error: kube::Error) -> (u16, String, String) {
+    match error {
+        kube::Error::Api(status) => (status.code, status.reason, status.message),
+        other => panic!("not an API error: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_security_pins_versions_and_follows_the_control_plane_settings() {
+    use crate::manager::{kubeconfig_of, settled, submit, tenant};
+    let server = KflexServer::start();
+    let host = client(&server).await;
+
+    // Bad settings are refused by the hosting API, naming the field.
+    for (spec, field) in [
+        (
+            json!({"type": "k8s", "podSecurity": {"defaults": {"enforce": "strict"}}}),
+            "spec.podSecurity.defaults.enforce: Unsupported value: \"strict\"",
+        ),
+        (
+            json!({"type": "k8s", "podSecurity": {"defaults": {"warn-version": "1.24"}}}),
+            "spec.podSecurity.defaults.warn-version: Invalid value: \"1.24\"",
+        ),
+        (
+            json!({"type": "k8s", "podSecurity": {"exemptions": {"namespaces": ["a", "a"]}}}),
+            "spec.podSecurity.exemptions.namespaces[1]: Duplicate value: \"a\"",
+        ),
+    ] {
+        let (code, reason, message) = refusal(submit(&host, "psa-bad", spec).await.unwrap_err());
+        assert_eq!((code, reason.as_str()), (422, "Invalid"), "{message}");
+        assert!(message.contains(field), "{message}");
+    }
+
+    let name = "psa-cp";
+    submit(
+        &host,
+        name,
+        json!({"type": "k8s", "podSecurity": {
+            "defaults": {"enforce": "baseline", "warn": "restricted", "warn-version": "v1.22"},
+            "exemptions": {"usernames": ["ci-bot"], "namespaces": ["free"], "runtimeClasses": ["kata"]},
+        }}),
+    )
+    .await
+    .unwrap();
+    settled(&host, name).await;
+    let tenant = tenant(&host, name).await;
+    let post = |client: &kube::Client, path: String, body: Value| {
+        let client = client.clone();
+        async move { send(&client, "POST", &path, "application/json", body).await }
+    };
+    let host_pod = |name: &str| json!({"metadata": {"name": name}, "spec": {"hostNetwork": true, "containers": [{"name": "c", "image": "nginx"}]}});
+
+    // A namespace without labels gets the control plane's defaults: baseline enforced,
+    // restricted as of v1.22 warned about (no runAsUser check before v1.23).
+    namespace(&tenant, "plain", json!({}), json!({})).await;
+    let (code, _, status) = post(
+        &tenant,
+        "/api/v1/namespaces/plain/pods".into(),
+        host_pod("h"),
+    )
+    .await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        status["message"],
+        "pods \"h\" is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true)"
+    );
+    let as_root = json!({"metadata": {"name": "root"}, "spec": {
+        "securityContext": {"runAsNonRoot": true, "runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "c", "image": "nginx", "securityContext": {
+            "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}});
+    let (code, warnings, _) = post(
+        &tenant,
+        "/api/v1/namespaces/plain/pods".into(),
+        as_root.clone(),
+    )
+    .await;
+    assert_eq!((code, warnings), (201, Vec::<String>::new()));
+
+    // Labels pin another version: restricted from v1.23 refuses runAsUser=0.
+    namespace(
+        &tenant,
+        "pinned",
+        json!({"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "v1.23"}),
+        json!({}),
+    )
+    .await;
+    let (code, _, status) = post(
+        &tenant,
+        "/api/v1/namespaces/pinned/pods".into(),
+        as_root.clone(),
+    )
+    .await;
+    assert_eq!((code, status["reason"].as_str()), (403, Some("Forbidden")));
+    assert_eq!(
+        status["message"],
+        "pods \"root\" is forbidden: violates PodSecurity \"restricted:v1.23\": runAsUser=0 (pod must not set runAsUser=0)"
+    );
+    let (code, _, _) = send(
+        &tenant,
+        "PATCH",
+        "/api/v1/namespaces/pinned",
+        "application/merge-patch+json",
+        json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce-version": "v1.22"}}}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, warnings, _) = post(&tenant, "/api/v1/namespaces/pinned/pods".into(), as_root).await;
+    assert_eq!((code, warnings), (201, Vec::<String>::new()));
+
+    // An exempt namespace: labelling it warns that the policy is ignored; nothing is checked.
+    let (code, warnings, _) = post(
+        &tenant,
+        "/api/v1/namespaces".into(),
+        json!({"metadata": {"name": "free", "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}),
+    )
+    .await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        warnings,
+        [warning("namespace \"free\" is exempt from Pod Security, and the policy (enforce=restricted:latest) will be ignored")]
+    );
+    default_service_account(&tenant, "free").await;
+    let (code, warnings, _) = post(
+        &tenant,
+        "/api/v1/namespaces/free/pods".into(),
+        host_pod("h"),
+    )
+    .await;
+    assert_eq!((code, warnings), (201, Vec::<String>::new()));
+
+    // An exempt runtime class.
+    let mut kata = host_pod("kata");
+    kata["spec"]["runtimeClassName"] = json!("kata");
+    let (code, warnings, _) = post(&tenant, "/api/v1/namespaces/plain/pods".into(), kata).await;
+    assert_eq!((code, warnings), (201, Vec::<String>::new()));
+
+    // An exempt user (here by impersonation).
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(&kubeconfig_of(&host, name, "kubeconfig").await)
+            .unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    config.auth_info.impersonate = Some("ci-bot".into());
+    config.auth_info.impersonate_groups = Some(vec!["system:masters".into()]);
+    config.default_retry = false;
+    let ci = kube::Client::try_from(config).unwrap();
+    let (code, warnings, _) = post(
+        &ci,
+        "/api/v1/namespaces/plain/pods".into(),
+        host_pod("by-ci"),
+    )
+    .await;
+    assert_eq!((code, warnings), (201, Vec::<String>::new()));
+
+    // kubectl, with the tenant's kubeconfig, shows the refusal of the default policy.
+    let kubeconfig = server.data_dir.path().join("psa-cp.kubeconfig");
+    std::fs::write(&kubeconfig, kubeconfig_of(&host, name, "kubeconfig").await).unwrap();
+    for (i, binary) in kubectls().iter().enumerate() {
+        let out = std::process::Command::new(binary)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--cache-dir")
+            .arg(server.data_dir.path().join(format!("psa-cache-{i}")))
+            .args([
+                "run",
+                &format!("host{i}"),
+                "--image=nginx",
+                "-n",
+                "plain",
+                r#"--overrides={"apiVersion": "v1", "spec": {"hostPID": true}}"#,
+            ])
+            .output()
+            .unwrap();
+        crate::support::check_fails(
+            binary,
+            &out,
+            &format!("pods \"host{i}\" is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostPID=true)"),
+        );
+    }
+}

@@ -23,6 +23,7 @@ mod serviceaccount;
 mod usage;
 
 pub use placement::NodePlacement;
+pub use podsecurity::Configuration as PodSecurityConfiguration;
 
 use crate::controlplane::ControlPlane;
 use crate::registry::ResourceDef;
@@ -37,6 +38,8 @@ pub struct State {
     node_placement: RwLock<Option<Arc<NodePlacement>>>,
     /// The namespaces known to hold no ResourceQuota.
     quota_free: quota::QuotaFree,
+    /// PodSecurity's defaults and exemptions.
+    pod_security: RwLock<Arc<podsecurity::Settings>>,
 }
 
 impl State {
@@ -49,6 +52,20 @@ impl State {
             .unwrap_or_else(|p| p.into_inner()) = placement;
     }
 
+    /// Sets PodSecurity's defaults and exemptions (`None` for upstream's: everything
+    /// privileged, nothing exempt).
+    pub fn set_pod_security(&self, config: Option<PodSecurityConfiguration>) {
+        *self.pod_security.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(config.unwrap_or_default().into());
+    }
+
+    fn pod_security(&self) -> Arc<podsecurity::Settings> {
+        self.pod_security
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The placement every new Pod gets, if any.
     pub fn node_placement(&self) -> Option<Arc<NodePlacement>> {
         self.node_placement
@@ -56,6 +73,22 @@ impl State {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+}
+
+tokio::task_local! {
+    /// The user a client request is served for (after impersonation), for the plugins that
+    /// exempt users; unset for the control plane's own writes.
+    static REQUESTER: String;
+}
+
+/// Runs `serve` (a client request's handling) as `user`'s.
+pub async fn as_requester<F: std::future::Future>(user: &str, serve: F) -> F::Output {
+    REQUESTER.scope(user.to_owned(), serve).await
+}
+
+/// The user the current request is served for, if it is a client's.
+fn requester() -> Option<String> {
+    REQUESTER.try_with(String::clone).ok()
 }
 
 /// What admission knows of a write.
