@@ -883,3 +883,29 @@ async fn pod_security_pins_versions_and_follows_the_control_plane_settings() {
         );
     }
 }
+
+#[tokio::test]
+async fn settings_of_k8s_control_planes_are_refused_on_host_and_external_ones() {
+    use crate::manager::submit;
+    let server = KflexServer::start();
+    let host = client(&server).await;
+    for kind in ["host", "external"] {
+        for (field, value) in [
+            ("authentication", json!({"anonymous": {"enabled": true}})),
+            ("tenancyPolicy", json!({"enabled": true})),
+            ("nodePlacement", json!({"nodeSelector": {"pool": "a"}})),
+            ("podSecurity", json!({"defaults": {"enforce": "baseline"}})),
+        ] {
+            let mut spec = json!({"type": kind, "bootstrapSecretRef": {"namespace": "x", "name": "y", "inClusterKey": "kubeconfig"}});
+            spec[field] = value;
+            let (code, reason, message) = refusal(submit(&host, "wrong", spec).await.unwrap_err());
+            assert_eq!((code, reason.as_str()), (422, "Invalid"), "{message}");
+            assert!(
+                message.contains(&format!(
+                    "spec.{field}: Forbidden: applies to type k8s only"
+                )),
+                "{message}"
+            );
+        }
+    }
+}
