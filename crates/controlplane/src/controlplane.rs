@@ -157,6 +157,7 @@ impl ControlPlane {
         });
         self.create_missing("", "namespaces", namespaces.into())
             .await?;
+        crate::admission::bootstrap(self).await?;
         authz::bootstrap::ensure(self).await
     }
 

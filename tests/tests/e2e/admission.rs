@@ -3,8 +3,11 @@
 //! `status.used` follows creates, deletes and finished pods), LimitRanger (defaults on the
 //! stored Pod, min/max refusals), PodSecurity (enforce refuses, warn sends `Warning`
 //! headers, bad labels are invalid, tightening warns about existing pods), ServiceAccount
-//! (the account and its token volume), and node placement (a control plane's dedicated
-//! nodes plus upstream's namespace annotations). Errors are checked for upstream's code,
+//! (the account and its token volume), node placement (a control plane's dedicated
+//! nodes plus upstream's namespace annotations), PodSecurity's pinned versions and a control
+//! plane's `spec.podSecurity` defaults and exemptions, DefaultTolerationSeconds, Priority
+//! (PriorityClasses, the system ones, the global default), and the ControlPlane settings a
+//! `host` or `external` control plane refuses. Errors are checked for upstream's code,
 //! reason and message.
 
 use crate::support::{check, client, default_service_account, kubectl, kubectls, send};
@@ -670,7 +673,15 @@ async fn control_plane_node_placement_follows_its_spec() {
         .unwrap();
     let spec = serde_json::to_value(placed.spec.unwrap()).unwrap();
     assert_eq!(spec["nodeSelector"], json!({"pool": name}));
-    assert_eq!(spec["tolerations"], json!([toleration]));
+    // DefaultTolerationSeconds runs first, PodTolerationRestriction merges the placement's.
+    assert_eq!(
+        spec["tolerations"],
+        json!([
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            toleration,
+        ])
+    );
 
     // Taken off the spec: Pods created after the next reconcile are free again.
     control_planes(&host)
@@ -907,5 +918,175 @@ async fn settings_of_k8s_control_planes_are_refused_on_host_and_external_ones() 
                 "{message}"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn pods_get_priorities_and_default_tolerations() {
+    use k8s_openapi::api::scheduling::v1::PriorityClass;
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    let pp = PostParams::default();
+    namespace(&client, "prio", json!({}), json!({})).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "prio");
+    let classes: Api<PriorityClass> = Api::all(client.clone());
+
+    // The system classes exist from the start.
+    let node_critical = classes.get("system-node-critical").await.unwrap();
+    assert_eq!(node_critical.value, 2_000_001_000);
+    assert_eq!(
+        classes.get("system-cluster-critical").await.unwrap().value,
+        2_000_000_000
+    );
+
+    // A pod without a class: priority 0, and the lost-node tolerations of 300s.
+    let plain = pods.create(&pp, &pod("plain", json!({}))).await.unwrap();
+    let spec = serde_json::to_value(plain.spec.unwrap()).unwrap();
+    assert_eq!(spec["priority"], 0);
+    assert_eq!(spec["preemptionPolicy"], "PreemptLowerPriority");
+    assert_eq!(
+        spec["tolerations"],
+        json!([
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+        ])
+    );
+    // An update keeps them.
+    let patched = pods
+        .patch(
+            "plain",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .unwrap();
+    let spec = serde_json::to_value(patched.spec.unwrap()).unwrap();
+    assert_eq!(
+        (
+            spec["priority"].clone(),
+            spec["tolerations"].as_array().unwrap().len()
+        ),
+        (json!(0), 2)
+    );
+
+    // A system class, and a pod's own toleration of a taint.
+    let mut critical = pod("critical", json!({}));
+    let mut spec = serde_json::to_value(critical.spec.take().unwrap()).unwrap();
+    spec["priorityClassName"] = json!("system-node-critical");
+    spec["tolerations"] = json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}]);
+    critical.spec = Some(object(spec));
+    let created = pods.create(&pp, &critical).await.unwrap();
+    let spec = serde_json::to_value(created.spec.unwrap()).unwrap();
+    assert_eq!(spec["priority"], 2_000_001_000);
+    assert_eq!(
+        spec["tolerations"],
+        json!([
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30},
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+        ])
+    );
+
+    // An unknown class is refused, as is a priority the class does not give.
+    let with_spec = |name: &str, extra: Value| -> Pod {
+        let mut spec = json!({"containers": [{"name": "c", "image": "nginx"}]});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        object(json!({"metadata": {"name": name}, "spec": spec}))
+    };
+    let (code, reason, message) = refusal(
+        pods.create(
+            &pp,
+            &with_spec("lost", json!({"priorityClassName": "nope"})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        message,
+        "pods \"lost\" is forbidden: no PriorityClass with name nope was found"
+    );
+    let (code, _, message) = refusal(
+        pods.create(&pp, &with_spec("mine", json!({"priority": 7})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 403);
+    assert_eq!(
+        message,
+        "pods \"mine\" is forbidden: the integer value of priority (7) must not be provided in pod spec; priority admission controller computed 0 from the given PriorityClass name"
+    );
+
+    // A global default class gives its priority and policy to pods without a class; a
+    // second default is refused.
+    let class = |name: &str, value: i32| -> PriorityClass {
+        object(
+            json!({"metadata": {"name": name}, "value": value, "globalDefault": true, "preemptionPolicy": "Never"}),
+        )
+    };
+    classes.create(&pp, &class("batch", 1000)).await.unwrap();
+    let (code, reason, message) =
+        refusal(classes.create(&pp, &class("other", 5)).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        message,
+        "priorityclasses.scheduling.k8s.io \"other\" is forbidden: PriorityClass batch is already marked as default. Only one default can exist"
+    );
+    let defaulted = pods
+        .create(&pp, &pod("defaulted", json!({})))
+        .await
+        .unwrap();
+    let spec = serde_json::to_value(defaulted.spec.unwrap()).unwrap();
+    assert_eq!(
+        (
+            spec["priorityClassName"].clone(),
+            spec["priority"].clone(),
+            spec["preemptionPolicy"].clone()
+        ),
+        (json!("batch"), json!(1000), json!("Never"))
+    );
+    let (code, _, message) = refusal(
+        pods.create(
+            &pp,
+            &with_spec(
+                "preempting",
+                json!({"preemptionPolicy": "PreemptLowerPriority"}),
+            ),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(code, 403);
+    assert_eq!(
+        message,
+        "pods \"preempting\" is forbidden: the string value of PreemptionPolicy (PreemptLowerPriority) must not be provided in pod spec; priority admission controller computed Never from the given PriorityClass name"
+    );
+
+    // kubectl lists the classes and shows the refusal.
+    for (i, binary) in kubectls().iter().enumerate() {
+        let out = kubectl(binary, &server, &["get", "priorityclasses", "-o", "name"]);
+        let listed = check(binary, &out);
+        assert!(
+            listed.contains("priorityclass.scheduling.k8s.io/system-node-critical"),
+            "{listed}"
+        );
+        let out = kubectl(
+            binary,
+            &server,
+            &[
+                "run",
+                &format!("lost{i}"),
+                "--image=nginx",
+                "-n",
+                "prio",
+                r#"--overrides={"apiVersion": "v1", "spec": {"priorityClassName": "nope"}}"#,
+            ],
+        );
+        crate::support::check_fails(
+            binary,
+            &out,
+            &format!("pods \"lost{i}\" is forbidden: no PriorityClass with name nope was found"),
+        );
     }
 }
