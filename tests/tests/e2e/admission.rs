@@ -1033,6 +1033,30 @@ async fn pods_get_priorities_and_default_tolerations() {
         message,
         "priorityclasses.scheduling.k8s.io \"other\" is forbidden: PriorityClass batch is already marked as default. Only one default can exist"
     );
+    // The system names and values are reserved; a value cannot change.
+    let system: PriorityClass =
+        object(json!({"metadata": {"name": "system-mine"}, "value": 2_000_000_000}));
+    let (code, reason, message) = refusal(classes.create(&pp, &system).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        message,
+        "PriorityClass.scheduling.k8s.io \"system-mine\" is invalid: metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: system-mine is not a known system priority class"
+    );
+    let (code, _, message) = refusal(
+        classes
+            .patch(
+                "batch",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"value": 2})),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 422);
+    assert_eq!(
+        message,
+        "PriorityClass.scheduling.k8s.io \"batch\" is invalid: value: Forbidden: may not be changed in an update."
+    );
     let defaulted = pods
         .create(&pp, &pod("defaulted", json!({})))
         .await

@@ -4,17 +4,23 @@
 //! unknown class, or a priority or policy the Pod sets otherwise, is refused. An update
 //! keeps what the create resolved. At most one PriorityClass may be the global default. The
 //! two system classes exist from a control plane's start, as upstream creates them (and, as
-//! upstream since v1.17, any namespace may use them).
+//! upstream since v1.17, any namespace may use them); upstream's validation of PriorityClasses
+//! keeps the `system-` names and values above a billion to them, and a class's value and
+//! preemption policy immutable.
 
 use super::Attributes;
 use crate::controlplane::ControlPlane;
 use crate::registry::ResourceDef;
-use crate::status::ApiError;
+use crate::status::{ApiError, Cause};
 use kflex_storage_backends::StoreError;
 use serde_json::{json, Value};
 
 const GROUP: &str = "scheduling.k8s.io";
 const PLURAL: &str = "priorityclasses";
+/// The prefix of the names reserved for the system classes.
+const SYSTEM_PREFIX: &str = "system-";
+/// The highest value of a class that is not a system one.
+const HIGHEST_USER_DEFINABLE: i64 = 1_000_000_000;
 /// The preemption policy of a Pod whose class sets none.
 const PREEMPT_LOWER_PRIORITY: &str = "PreemptLowerPriority";
 
@@ -171,12 +177,84 @@ pub(super) async fn admit(
     Ok(())
 }
 
-/// A PriorityClass marked `globalDefault` is refused while another one is the default.
+/// Upstream's validation of a PriorityClass (422): what is wrong with it, or with the change
+/// an update makes.
+fn problems(class: &Value, old: Option<&Value>) -> Vec<Cause> {
+    let forbidden = |field: &str, why: String| Cause {
+        reason: "FieldValueForbidden".into(),
+        message: format!("Forbidden: {why}"),
+        field: field.into(),
+    };
+    let mut causes = Vec::new();
+    let name = crate::object::meta_str(class, "name").unwrap_or_default();
+    let value = class["value"].as_i64().unwrap_or(0);
+    if name.starts_with(SYSTEM_PREFIX) {
+        let system = system_classes();
+        let known = system
+            .iter()
+            .find(|c| crate::object::meta_str(c, "name") == Some(name));
+        let error = match known {
+            None => Some(format!("{name} is not a known system priority class")),
+            Some(known) if known["value"] != class["value"] => Some(format!(
+                "value of {name} PriorityClass must be {}",
+                known["value"]
+            )),
+            Some(_) if class["globalDefault"] == Value::Bool(true) => Some(format!(
+                "globalDefault of {name} PriorityClass must be false"
+            )),
+            Some(_) => None,
+        };
+        if let Some(error) = error {
+            causes.push(forbidden(
+                "metadata.name",
+                format!(
+                    "priority class names with '{SYSTEM_PREFIX}' prefix are reserved for system use only. error: {error}"
+                ),
+            ));
+        }
+    } else if value > HIGHEST_USER_DEFINABLE {
+        causes.push(forbidden(
+            "value",
+            format!("maximum allowed value of a user defined priority is {HIGHEST_USER_DEFINABLE}"),
+        ));
+    }
+    if let Some(old) = old {
+        if old["value"] != class["value"] {
+            causes.push(forbidden(
+                "value",
+                "may not be changed in an update.".into(),
+            ));
+        }
+        if old["preemptionPolicy"] != class["preemptionPolicy"] {
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "Invalid value: {}: field is immutable",
+                    class["preemptionPolicy"]
+                ),
+                field: "preemptionPolicy".into(),
+            });
+        }
+    }
+    causes
+}
+
+/// A PriorityClass must be valid (upstream's validation, 422), and one marked
+/// `globalDefault` is refused while another one is the default (403).
 pub(super) async fn validate_class(
     cp: &ControlPlane,
     attrs: &Attributes<'_>,
     class: &Value,
 ) -> Result<(), ApiError> {
+    let causes = problems(class, attrs.old);
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(
+            GROUP,
+            "PriorityClass",
+            attrs.name,
+            causes,
+        ));
+    }
     if class["globalDefault"] != Value::Bool(true) {
         return Ok(());
     }
