@@ -157,6 +157,7 @@ impl ControlPlane {
         });
         self.create_missing("", "namespaces", namespaces.into())
             .await?;
+        crate::admission::bootstrap(self).await?;
         authz::bootstrap::ensure(self).await
     }
 
@@ -402,7 +403,8 @@ impl ControlPlane {
                 let watch = (rr.verb == crate::request::Verb::Watch)
                     .then(|| crate::metrics::long_running(&self.name, &rr));
                 let measured = rr.clone();
-                let response = self.handle_resource(rr, req).await;
+                let response =
+                    crate::admission::as_requester(&user.name, self.handle_resource(rr, req)).await;
                 crate::metrics::record(
                     &self.name,
                     &measured,

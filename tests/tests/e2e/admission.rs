@@ -3,8 +3,11 @@
 //! `status.used` follows creates, deletes and finished pods), LimitRanger (defaults on the
 //! stored Pod, min/max refusals), PodSecurity (enforce refuses, warn sends `Warning`
 //! headers, bad labels are invalid, tightening warns about existing pods), ServiceAccount
-//! (the account and its token volume), and node placement (a control plane's dedicated
-//! nodes plus upstream's namespace annotations). Errors are checked for upstream's code,
+//! (the account and its token volume), node placement (a control plane's dedicated
+//! nodes plus upstream's namespace annotations), PodSecurity's pinned versions and a control
+//! plane's `spec.podSecurity` defaults and exemptions, DefaultTolerationSeconds, Priority
+//! (PriorityClasses, the system ones, the global default), and the ControlPlane settings a
+//! `host` or `external` control plane refuses. Errors are checked for upstream's code,
 //! reason and message.
 
 use crate::support::{check, client, default_service_account, kubectl, kubectls, send};
@@ -670,7 +673,15 @@ async fn control_plane_node_placement_follows_its_spec() {
         .unwrap();
     let spec = serde_json::to_value(placed.spec.unwrap()).unwrap();
     assert_eq!(spec["nodeSelector"], json!({"pool": name}));
-    assert_eq!(spec["tolerations"], json!([toleration]));
+    // DefaultTolerationSeconds runs first, PodTolerationRestriction merges the placement's.
+    assert_eq!(
+        spec["tolerations"],
+        json!([
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            toleration,
+        ])
+    );
 
     // Taken off the spec: Pods created after the next reconcile are free again.
     control_planes(&host)
@@ -698,5 +709,408 @@ async fn control_plane_node_placement_follows_its_spec() {
             "the placement stayed after it left the spec"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A refused write's `metav1.Status`: (code, reason, message).
+fn refusal(error: kube::Error) -> (u16, String, String) {
+    match error {
+        kube::Error::Api(status) => (status.code, status.reason, status.message),
+        other => panic!("not an API error: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_security_pins_versions_and_follows_the_control_plane_settings() {
+    use crate::manager::{kubeconfig_of, settled, submit, tenant};
+    let server = KflexServer::start();
+    let host = client(&server).await;
+
+    // Bad settings are refused by the hosting API, naming the field.
+    for (spec, field) in [
+        (
+            json!({"type": "k8s", "podSecurity": {"defaults": {"enforce": "strict"}}}),
+            "spec.podSecurity.defaults.enforce: Unsupported value: \"strict\"",
+        ),
+        (
+            json!({"type": "k8s", "podSecurity": {"defaults": {"warn-version": "1.24"}}}),
+            "spec.podSecurity.defaults.warn-version: Invalid value: \"1.24\"",
+        ),
+        (
+            json!({"type": "k8s", "podSecurity": {"exemptions": {"namespaces": ["a", "a"]}}}),
+            "spec.podSecurity.exemptions.namespaces[1]: Duplicate value: \"a\"",
+        ),
+    ] {
+        let (code, reason, message) = refusal(submit(&host, "psa-bad", spec).await.unwrap_err());
+        assert_eq!((code, reason.as_str()), (422, "Invalid"), "{message}");
+        assert!(message.contains(field), "{message}");
+    }
+
+    let name = "psa-cp";
+    submit(
+        &host,
+        name,
+        json!({"type": "k8s", "podSecurity": {
+            "defaults": {"enforce": "baseline", "warn": "restricted", "warn-version": "v1.22"},
+            "exemptions": {"usernames": ["ci-bot"], "namespaces": ["free"], "runtimeClasses": ["kata"]},
+        }}),
+    )
+    .await
+    .unwrap();
+    settled(&host, name).await;
+    let tenant = tenant(&host, name).await;
+    let post = |client: &kube::Client, path: String, body: Value| {
+        let client = client.clone();
+        async move { send(&client, "POST", &path, "application/json", body).await }
+    };
+    let host_pod = |name: &str| json!({"metadata": {"name": name}, "spec": {"hostNetwork": true, "containers": [{"name": "c", "image": "nginx"}]}});
+
+    // A namespace without labels gets the control plane's defaults: baseline enforced,
+    // restricted as of v1.22 warned about (no runAsUser check before v1.23).
+    namespace(&tenant, "plain", json!({}), json!({})).await;
+    let (code, _, status) = post(
+        &tenant,
+        "/api/v1/namespaces/plain/pods".into(),
+        host_pod("h"),
+    )
+    .await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        status["message"],
+        "pods \"h\" is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true)"
+    );
+    let as_root = json!({"metadata": {"name": "root"}, "spec": {
+        "securityContext": {"runAsNonRoot": true, "runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "c", "image": "nginx", "securityContext": {
+            "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}});
+    let (code, warnings, _) = post(
+        &tenant,
+        "/api/v1/namespaces/plain/pods".into(),
+        as_root.clone(),
+    )
+    .await;
+    assert_eq!((code, warnings), (201, Vec::<String>::new()));
+
+    // Labels pin another version: restricted from v1.23 refuses runAsUser=0.
+    namespace(
+        &tenant,
+        "pinned",
+        json!({"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "v1.23"}),
+        json!({}),
+    )
+    .await;
+    let (code, _, status) = post(
+        &tenant,
+        "/api/v1/namespaces/pinned/pods".into(),
+        as_root.clone(),
+    )
+    .await;
+    assert_eq!((code, status["reason"].as_str()), (403, Some("Forbidden")));
+    assert_eq!(
+        status["message"],
+        "pods \"root\" is forbidden: violates PodSecurity \"restricted:v1.23\": runAsUser=0 (pod must not set runAsUser=0)"
+    );
+    let (code, _, _) = send(
+        &tenant,
+        "PATCH",
+        "/api/v1/namespaces/pinned",
+        "application/merge-patch+json",
+        json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce-version": "v1.22"}}}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, warnings, _) = post(&tenant, "/api/v1/namespaces/pinned/pods".into(), as_root).await;
+    assert_eq!((code, warnings), (201, Vec::<String>::new()));
+
+    // An exempt namespace: labelling it warns that the policy is ignored; nothing is checked.
+    let (code, warnings, _) = post(
+        &tenant,
+        "/api/v1/namespaces".into(),
+        json!({"metadata": {"name": "free", "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}),
+    )
+    .await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        warnings,
+        [warning("namespace \"free\" is exempt from Pod Security, and the policy (enforce=restricted:latest) will be ignored")]
+    );
+    default_service_account(&tenant, "free").await;
+    let (code, warnings, _) = post(
+        &tenant,
+        "/api/v1/namespaces/free/pods".into(),
+        host_pod("h"),
+    )
+    .await;
+    assert_eq!((code, warnings), (201, Vec::<String>::new()));
+
+    // An exempt runtime class.
+    let mut kata = host_pod("kata");
+    kata["spec"]["runtimeClassName"] = json!("kata");
+    let (code, warnings, _) = post(&tenant, "/api/v1/namespaces/plain/pods".into(), kata).await;
+    assert_eq!((code, warnings), (201, Vec::<String>::new()));
+
+    // An exempt user (here by impersonation).
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(&kubeconfig_of(&host, name, "kubeconfig").await)
+            .unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    config.auth_info.impersonate = Some("ci-bot".into());
+    config.auth_info.impersonate_groups = Some(vec!["system:masters".into()]);
+    config.default_retry = false;
+    let ci = kube::Client::try_from(config).unwrap();
+    let (code, warnings, _) = post(
+        &ci,
+        "/api/v1/namespaces/plain/pods".into(),
+        host_pod("by-ci"),
+    )
+    .await;
+    assert_eq!((code, warnings), (201, Vec::<String>::new()));
+
+    // kubectl, with the tenant's kubeconfig, shows the refusal of the default policy.
+    let kubeconfig = server.data_dir.path().join("psa-cp.kubeconfig");
+    std::fs::write(&kubeconfig, kubeconfig_of(&host, name, "kubeconfig").await).unwrap();
+    for (i, binary) in kubectls().iter().enumerate() {
+        let out = std::process::Command::new(binary)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--cache-dir")
+            .arg(server.data_dir.path().join(format!("psa-cache-{i}")))
+            .args([
+                "run",
+                &format!("host{i}"),
+                "--image=nginx",
+                "-n",
+                "plain",
+                r#"--overrides={"apiVersion": "v1", "spec": {"hostPID": true}}"#,
+            ])
+            .output()
+            .unwrap();
+        crate::support::check_fails(
+            binary,
+            &out,
+            &format!("pods \"host{i}\" is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostPID=true)"),
+        );
+    }
+}
+
+#[tokio::test]
+async fn settings_of_k8s_control_planes_are_refused_on_host_and_external_ones() {
+    use crate::manager::submit;
+    let server = KflexServer::start();
+    let host = client(&server).await;
+    for kind in ["host", "external"] {
+        for (field, value) in [
+            ("authentication", json!({"anonymous": {"enabled": true}})),
+            ("tenancyPolicy", json!({"enabled": true})),
+            ("nodePlacement", json!({"nodeSelector": {"pool": "a"}})),
+            ("podSecurity", json!({"defaults": {"enforce": "baseline"}})),
+        ] {
+            let mut spec = json!({"type": kind, "bootstrapSecretRef": {"namespace": "x", "name": "y", "inClusterKey": "kubeconfig"}});
+            spec[field] = value;
+            let (code, reason, message) = refusal(submit(&host, "wrong", spec).await.unwrap_err());
+            assert_eq!((code, reason.as_str()), (422, "Invalid"), "{message}");
+            assert!(
+                message.contains(&format!(
+                    "spec.{field}: Forbidden: applies to type k8s only"
+                )),
+                "{message}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn pods_get_priorities_and_default_tolerations() {
+    use k8s_openapi::api::scheduling::v1::PriorityClass;
+    let server = KflexServer::start();
+    let client = client(&server).await;
+    let pp = PostParams::default();
+    namespace(&client, "prio", json!({}), json!({})).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "prio");
+    let classes: Api<PriorityClass> = Api::all(client.clone());
+
+    // The system classes exist from the start.
+    let node_critical = classes.get("system-node-critical").await.unwrap();
+    assert_eq!(node_critical.value, 2_000_001_000);
+    assert_eq!(
+        classes.get("system-cluster-critical").await.unwrap().value,
+        2_000_000_000
+    );
+
+    // A pod without a class: priority 0, and the lost-node tolerations of 300s.
+    let plain = pods.create(&pp, &pod("plain", json!({}))).await.unwrap();
+    let spec = serde_json::to_value(plain.spec.unwrap()).unwrap();
+    assert_eq!(spec["priority"], 0);
+    assert_eq!(spec["preemptionPolicy"], "PreemptLowerPriority");
+    assert_eq!(
+        spec["tolerations"],
+        json!([
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+        ])
+    );
+    // An update keeps them.
+    let patched = pods
+        .patch(
+            "plain",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .unwrap();
+    let spec = serde_json::to_value(patched.spec.unwrap()).unwrap();
+    assert_eq!(
+        (
+            spec["priority"].clone(),
+            spec["tolerations"].as_array().unwrap().len()
+        ),
+        (json!(0), 2)
+    );
+
+    // A system class, and a pod's own toleration of a taint.
+    let mut critical = pod("critical", json!({}));
+    let mut spec = serde_json::to_value(critical.spec.take().unwrap()).unwrap();
+    spec["priorityClassName"] = json!("system-node-critical");
+    spec["tolerations"] = json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}]);
+    critical.spec = Some(object(spec));
+    let created = pods.create(&pp, &critical).await.unwrap();
+    let spec = serde_json::to_value(created.spec.unwrap()).unwrap();
+    assert_eq!(spec["priority"], 2_000_001_000);
+    assert_eq!(
+        spec["tolerations"],
+        json!([
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30},
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+        ])
+    );
+
+    // An unknown class is refused, as is a priority the class does not give.
+    let with_spec = |name: &str, extra: Value| -> Pod {
+        let mut spec = json!({"containers": [{"name": "c", "image": "nginx"}]});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        object(json!({"metadata": {"name": name}, "spec": spec}))
+    };
+    let (code, reason, message) = refusal(
+        pods.create(
+            &pp,
+            &with_spec("lost", json!({"priorityClassName": "nope"})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        message,
+        "pods \"lost\" is forbidden: no PriorityClass with name nope was found"
+    );
+    let (code, _, message) = refusal(
+        pods.create(&pp, &with_spec("mine", json!({"priority": 7})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 403);
+    assert_eq!(
+        message,
+        "pods \"mine\" is forbidden: the integer value of priority (7) must not be provided in pod spec; priority admission controller computed 0 from the given PriorityClass name"
+    );
+
+    // A global default class gives its priority and policy to pods without a class; a
+    // second default is refused.
+    let class = |name: &str, value: i32| -> PriorityClass {
+        object(
+            json!({"metadata": {"name": name}, "value": value, "globalDefault": true, "preemptionPolicy": "Never"}),
+        )
+    };
+    classes.create(&pp, &class("batch", 1000)).await.unwrap();
+    let (code, reason, message) =
+        refusal(classes.create(&pp, &class("other", 5)).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        message,
+        "priorityclasses.scheduling.k8s.io \"other\" is forbidden: PriorityClass batch is already marked as default. Only one default can exist"
+    );
+    // The system names and values are reserved; a value cannot change.
+    let system: PriorityClass =
+        object(json!({"metadata": {"name": "system-mine"}, "value": 2_000_000_000}));
+    let (code, reason, message) = refusal(classes.create(&pp, &system).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        message,
+        "PriorityClass.scheduling.k8s.io \"system-mine\" is invalid: metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: system-mine is not a known system priority class"
+    );
+    let (code, _, message) = refusal(
+        classes
+            .patch(
+                "batch",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"value": 2})),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 422);
+    assert_eq!(
+        message,
+        "PriorityClass.scheduling.k8s.io \"batch\" is invalid: value: Forbidden: may not be changed in an update."
+    );
+    let defaulted = pods
+        .create(&pp, &pod("defaulted", json!({})))
+        .await
+        .unwrap();
+    let spec = serde_json::to_value(defaulted.spec.unwrap()).unwrap();
+    assert_eq!(
+        (
+            spec["priorityClassName"].clone(),
+            spec["priority"].clone(),
+            spec["preemptionPolicy"].clone()
+        ),
+        (json!("batch"), json!(1000), json!("Never"))
+    );
+    let (code, _, message) = refusal(
+        pods.create(
+            &pp,
+            &with_spec(
+                "preempting",
+                json!({"preemptionPolicy": "PreemptLowerPriority"}),
+            ),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(code, 403);
+    assert_eq!(
+        message,
+        "pods \"preempting\" is forbidden: the string value of PreemptionPolicy (PreemptLowerPriority) must not be provided in pod spec; priority admission controller computed Never from the given PriorityClass name"
+    );
+
+    // kubectl lists the classes and shows the refusal.
+    for (i, binary) in kubectls().iter().enumerate() {
+        let out = kubectl(binary, &server, &["get", "priorityclasses", "-o", "name"]);
+        let listed = check(binary, &out);
+        assert!(
+            listed.contains("priorityclass.scheduling.k8s.io/system-node-critical"),
+            "{listed}"
+        );
+        let out = kubectl(
+            binary,
+            &server,
+            &[
+                "run",
+                &format!("lost{i}"),
+                "--image=nginx",
+                "-n",
+                "prio",
+                r#"--overrides={"apiVersion": "v1", "spec": {"priorityClassName": "nope"}}"#,
+            ],
+        );
+        crate::support::check_fails(
+            binary,
+            &out,
+            &format!("pods \"lost{i}\" is forbidden: no PriorityClass with name nope was found"),
+        );
     }
 }

@@ -90,8 +90,9 @@ async fn workloads_come_back_with_upstreams_defaults() {
     expected["revisionHistoryLimit"] = json!(3);
     assert_eq!(spec_of(&patched), expected);
 
-    // ServiceAccount admission names the account; without a token volume the stored spec
-    // is otherwise all defaults.
+    // ServiceAccount admission names the account, Priority gives priority 0 and
+    // DefaultTolerationSeconds the lost-node tolerations; without a token volume the stored
+    // spec is otherwise all defaults.
     crate::support::default_service_account(&client, "default").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod = serde_json::from_value(json!({
@@ -112,12 +113,18 @@ async fn workloads_come_back_with_upstreams_defaults() {
             "automountServiceAccountToken": false,
             "dnsPolicy": "ClusterFirst",
             "enableServiceLinks": true,
+            "preemptionPolicy": "PreemptLowerPriority",
+            "priority": 0,
             "restartPolicy": "Always",
             "schedulerName": "default-scheduler",
             "securityContext": {},
             "serviceAccount": "default",
             "serviceAccountName": "default",
             "terminationGracePeriodSeconds": 30,
+            "tolerations": [
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            ],
         })
     );
 

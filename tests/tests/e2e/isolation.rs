@@ -632,6 +632,38 @@ async fn authentication_settings_apply_to_a_running_control_plane() {
     .await
     .unwrap_err();
     assert_eq!(api_error(no_audience).0, 422);
+    // Several audiences need upstream's audienceMatchPolicy MatchAny.
+    let two = |policy: Value| {
+        let mut issuer = json!({"url": "https://idp.example", "audiences": ["a", "b"]});
+        if !policy.is_null() {
+            issuer["audienceMatchPolicy"] = policy;
+        }
+        json!({"authentication": {"jwt": [{"issuer": issuer}]}})
+    };
+    let Err(kube::Error::Api(unmatched)) = patch(two(Value::Null)).await else {
+        panic!("two audiences without a policy were accepted")
+    };
+    assert_eq!(unmatched.code, 422);
+    assert!(
+        unmatched
+            .message
+            .contains("spec.authentication.jwt[0].issuer.audienceMatchPolicy")
+            && unmatched
+                .message
+                .contains("audienceMatchPolicy must be MatchAny for multiple audiences"),
+        "{}",
+        unmatched.message
+    );
+    let Err(kube::Error::Api(exact)) = patch(two(json!("MatchExact"))).await else {
+        panic!("an unknown policy was accepted")
+    };
+    assert_eq!(exact.code, 422);
+    assert!(
+        exact.message.contains("Unsupported value: \"MatchExact\""),
+        "{}",
+        exact.message
+    );
+    patch(two(json!("MatchAny"))).await.unwrap();
     patch(json!({"authentication": {"jwt": [{"issuer": {"url": SA_ISSUER, "audiences": ["x"]}}]}}))
         .await
         .unwrap();

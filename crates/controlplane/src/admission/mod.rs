@@ -3,11 +3,14 @@
 //! before the object is stored.
 //!
 //! Mutating: LimitRanger (default requests and limits), ServiceAccount (the pod's account
-//! and its token volume), node placement (PodNodeSelector and PodTolerationRestriction,
-//! plus this control plane's own dedicated-node setting). Validating: LimitRanger (min,
-//! max, ratio), PodSecurity (`pod-security.kubernetes.io/*` namespace labels), then
-//! ResourceQuota, which charges each matching quota's `status.used` with a compare-and-swap
-//! before the object is written, so concurrent creates never exceed `hard`.
+//! and its token volume), PodNodeSelector (with this control plane's own dedicated-node
+//! selector), Priority (the pod's priority from its PriorityClass), DefaultTolerationSeconds
+//! (300s tolerations of lost nodes), PodTolerationRestriction (with the dedicated-node
+//! tolerations). Validating: Priority (one global default PriorityClass), LimitRanger (min,
+//! max, ratio), PodSecurity (`pod-security.kubernetes.io/*` namespace labels, this control
+//! plane's defaults and exemptions), then ResourceQuota, which charges each matching quota's
+//! `status.used` with a compare-and-swap before the object is written, so concurrent creates
+//! never exceed `hard`.
 //! NamespaceLifecycle is [`ControlPlane::check_namespace_accepts_content`].
 //!
 //! Costs: a kind no plugin looks at pays nothing in a namespace known to hold no quota
@@ -17,12 +20,15 @@
 mod limitranger;
 mod placement;
 mod podsecurity;
+mod priority;
 pub mod quantity;
 mod quota;
 mod serviceaccount;
+mod tolerationseconds;
 mod usage;
 
 pub use placement::NodePlacement;
+pub use podsecurity::Configuration as PodSecurityConfiguration;
 
 use crate::controlplane::ControlPlane;
 use crate::registry::ResourceDef;
@@ -37,6 +43,8 @@ pub struct State {
     node_placement: RwLock<Option<Arc<NodePlacement>>>,
     /// The namespaces known to hold no ResourceQuota.
     quota_free: quota::QuotaFree,
+    /// PodSecurity's defaults and exemptions.
+    pod_security: RwLock<Arc<podsecurity::Settings>>,
 }
 
 impl State {
@@ -49,6 +57,20 @@ impl State {
             .unwrap_or_else(|p| p.into_inner()) = placement;
     }
 
+    /// Sets PodSecurity's defaults and exemptions (`None` for upstream's: everything
+    /// privileged, nothing exempt).
+    pub fn set_pod_security(&self, config: Option<PodSecurityConfiguration>) {
+        *self.pod_security.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(config.unwrap_or_default().into());
+    }
+
+    fn pod_security(&self) -> Arc<podsecurity::Settings> {
+        self.pod_security
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The placement every new Pod gets, if any.
     pub fn node_placement(&self) -> Option<Arc<NodePlacement>> {
         self.node_placement
@@ -56,6 +78,22 @@ impl State {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+}
+
+tokio::task_local! {
+    /// The user a client request is served for (after impersonation), for the plugins that
+    /// exempt users; unset for the control plane's own writes.
+    static REQUESTER: String;
+}
+
+/// Runs `serve` (a client request's handling) as `user`'s.
+pub async fn as_requester<F: std::future::Future>(user: &str, serve: F) -> F::Output {
+    REQUESTER.scope(user.to_owned(), serve).await
+}
+
+/// The user the current request is served for, if it is a client's.
+fn requester() -> Option<String> {
+    REQUESTER.try_with(String::clone).ok()
 }
 
 /// What admission knows of a write.
@@ -110,6 +148,12 @@ impl Admitted {
     }
 }
 
+/// Writes the objects admission needs from a control plane's start (the system
+/// PriorityClasses) that the store lacks.
+pub(crate) async fn bootstrap(cp: &ControlPlane) -> Result<(), kflex_storage_backends::StoreError> {
+    priority::bootstrap(cp).await
+}
+
 /// Runs the admission chain on `object` (already defaulted). Mutating plugins change it;
 /// a refusal is upstream's error (403 Forbidden, or 422 for invalid labels).
 pub async fn admit(
@@ -118,6 +162,10 @@ pub async fn admit(
     object: &mut Value,
 ) -> Result<Admitted, ApiError> {
     let mut admitted = Admitted::default();
+    if priority::is_class(attrs) {
+        priority::validate_class(cp, attrs, object).await?;
+        return Ok(admitted);
+    }
     if attrs.namespace.is_none() && !attrs.is_core("namespaces") {
         return Ok(admitted);
     }
@@ -134,14 +182,17 @@ pub async fn admit(
         Vec::new()
     };
     limitranger::default_resources(attrs, &limit_ranges, object);
+    let placement = cp.admission().node_placement();
     if pod && attrs.old.is_none() {
         serviceaccount::admit(cp, attrs, object).await?;
-        placement::admit(
-            attrs,
-            cp.admission().node_placement().as_ref(),
-            namespace.as_ref(),
-            object,
-        )?;
+        placement::select_nodes(attrs, placement.as_ref(), namespace.as_ref(), object)?;
+    }
+    if pod {
+        priority::admit(cp, attrs, object).await?;
+        tolerationseconds::admit(object);
+    }
+    if pod && attrs.old.is_none() {
+        placement::add_tolerations(attrs, placement.as_ref(), namespace.as_ref(), object)?;
     }
     // Validating.
     limitranger::validate(attrs, &limit_ranges, object)?;

@@ -30,27 +30,36 @@ impl NodePlacement {
     }
 }
 
-/// Adds the control plane's and the namespace's node selector and tolerations to a new Pod.
-pub(super) fn admit(
+/// PodNodeSelector: adds the control plane's and the namespace's node selector to a new Pod
+/// (a conflicting one is refused).
+pub(super) fn select_nodes(
     attrs: &Attributes<'_>,
     placement: Option<&std::sync::Arc<NodePlacement>>,
     namespace: Option<&Value>,
     pod: &mut Value,
 ) -> Result<(), ApiError> {
-    let annotation = |key: &str| {
-        namespace
-            .and_then(|ns| ns["metadata"]["annotations"].get(key))
-            .and_then(Value::as_str)
-    };
     if let Some(placement) = placement {
         select(attrs, pod, &placement.node_selector, "the control plane's")?;
-        tolerate(pod, &placement.tolerations);
     }
-    if let Some(text) = annotation(NODE_SELECTOR_ANNOTATION) {
+    if let Some(text) = annotation(namespace, NODE_SELECTOR_ANNOTATION) {
         let selector = parse_labels(text).map_err(|e| attrs.forbidden(e))?;
         select(attrs, pod, &selector, "its namespace")?;
     }
-    if let Some(text) = annotation(DEFAULT_TOLERATIONS_ANNOTATION) {
+    Ok(())
+}
+
+/// PodTolerationRestriction: adds the control plane's and the namespace's default
+/// tolerations to a new Pod.
+pub(super) fn add_tolerations(
+    attrs: &Attributes<'_>,
+    placement: Option<&std::sync::Arc<NodePlacement>>,
+    namespace: Option<&Value>,
+    pod: &mut Value,
+) -> Result<(), ApiError> {
+    if let Some(placement) = placement {
+        tolerate(pod, &placement.tolerations);
+    }
+    if let Some(text) = annotation(namespace, DEFAULT_TOLERATIONS_ANNOTATION) {
         let tolerations: Vec<Value> = serde_json::from_str(text).map_err(|e| {
             attrs.forbidden(format!(
                 "invalid {DEFAULT_TOLERATIONS_ANNOTATION} annotation: {e}"
@@ -64,6 +73,13 @@ pub(super) fn admit(
         tolerate(pod, &tolerations);
     }
     Ok(())
+}
+
+/// A namespace annotation's value.
+fn annotation<'a>(namespace: Option<&'a Value>, key: &str) -> Option<&'a str> {
+    namespace
+        .and_then(|ns| ns["metadata"]["annotations"].get(key))
+        .and_then(Value::as_str)
 }
 
 /// `k=v,k2=v2` (upstream's `labels.ConvertSelectorToLabelsMap`).
@@ -118,7 +134,9 @@ fn select(
     Ok(())
 }
 
-/// Adds each toleration the Pod does not already have (upstream's `MergeTolerations`).
+/// Merges `extra` into the Pod's tolerations as upstream's `MergeTolerations` does: a
+/// toleration another one covers (a superset of it) is dropped, and of equal ones the
+/// first is kept.
 fn tolerate(pod: &mut Value, extra: &[Value]) {
     if extra.is_empty() {
         return;
@@ -126,20 +144,60 @@ fn tolerate(pod: &mut Value, extra: &[Value]) {
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
-    let list = spec
-        .entry("tolerations")
-        .or_insert_with(|| Value::Array(Vec::new()));
-    if !list.is_array() {
-        *list = Value::Array(Vec::new());
-    }
-    let Some(list) = list.as_array_mut() else {
-        return;
-    };
-    for toleration in extra {
-        let toleration = normalized(toleration);
-        if !list.iter().any(|t| normalized(t) == toleration) {
-            list.push(toleration);
+    let all: Vec<Value> = spec
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .chain(extra)
+        .map(normalized)
+        .collect();
+    let mut merged: Vec<Value> = Vec::new();
+    for (i, toleration) in all.iter().enumerate() {
+        let covered = merged.iter().any(|kept| is_superset(kept, toleration))
+            || all[i + 1..]
+                .iter()
+                .any(|later| later != toleration && is_superset(later, toleration));
+        if !covered {
+            merged.push(toleration.clone());
         }
+    }
+    spec.insert("tolerations".into(), Value::Array(merged));
+}
+
+/// Whether toleration `wide` tolerates everything `narrow` does (upstream's `isSuperset`):
+/// the same key, or an empty key with `Exists`; the same effect, or none; for `NoExecute`,
+/// no shorter toleration time; and a value that matches.
+fn is_superset(wide: &Value, narrow: &Value) -> bool {
+    if wide == narrow {
+        return true;
+    }
+    let text = |t: &Value, field: &str| t[field].as_str().unwrap_or("").to_owned();
+    let (operator, key, effect) = (
+        text(wide, "operator"),
+        text(wide, "key"),
+        text(wide, "effect"),
+    );
+    if text(narrow, "key") != key && !(key.is_empty() && operator == "Exists") {
+        return false;
+    }
+    if text(narrow, "effect") != effect && !effect.is_empty() {
+        return false;
+    }
+    if effect == "NoExecute" {
+        if let Some(limit) = wide["tolerationSeconds"].as_i64() {
+            match narrow["tolerationSeconds"].as_i64() {
+                Some(seconds) if seconds <= limit => {}
+                _ => return false,
+            }
+        }
+    }
+    match operator.as_str() {
+        "Equal" | "" => {
+            text(narrow, "operator") == "Equal" && text(narrow, "value") == text(wide, "value")
+        }
+        "Exists" => true,
+        _ => false,
     }
 }
 
@@ -170,12 +228,9 @@ mod tests {
             old: None,
             dry_run: false,
         };
-        admit(
-            &attrs,
-            Some(&std::sync::Arc::new(placement)),
-            Some(&namespace),
-            pod,
-        )
+        let placement = std::sync::Arc::new(placement);
+        select_nodes(&attrs, Some(&placement), Some(&namespace), pod)?;
+        add_tolerations(&attrs, Some(&placement), Some(&namespace), pod)
     }
 
     #[test]
@@ -203,6 +258,33 @@ mod tests {
                 {"operator": "Exists", "effect": "NoExecute"},
             ])
         );
+    }
+
+    #[test]
+    fn wider_tolerations_absorb_narrower_ones() {
+        let mut pod = json!({"spec": {"tolerations": [
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            {"key": "a", "operator": "Equal", "value": "1", "effect": "NoSchedule"},
+        ]}});
+        tolerate(
+            &mut pod,
+            &[
+                json!({"operator": "Exists", "effect": "NoExecute"}),
+                json!({"key": "a", "value": "1", "effect": "NoSchedule"}),
+                json!({"key": "b", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}),
+            ],
+        );
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": "a", "operator": "Equal", "value": "1", "effect": "NoSchedule"},
+                {"operator": "Exists", "effect": "NoExecute"},
+            ])
+        );
+        let short = json!({"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60});
+        let long = json!({"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 600});
+        assert!(is_superset(&long, &short));
+        assert!(!is_superset(&short, &long));
     }
 
     #[test]

@@ -74,6 +74,10 @@ pub struct IssuerConfig {
     pub discovery_url: Option<String>,
     /// Tokens' `aud` must name one of these (the OIDC client ids).
     pub audiences: Vec<String>,
+    /// `MatchAny`, the one policy upstream defines (a token's `aud` must name one of
+    /// `audiences`): required with several audiences, optional with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience_match_policy: Option<String>,
     /// PEM CA certificates to trust for the issuer's HTTPS; the system's roots when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_authority: Option<String>,
@@ -127,6 +131,9 @@ pub enum JwtError {
     Config(String),
 }
 
+/// The audience match policy: a token's `aud` names one of the audiences.
+const MATCH_ANY: &str = "MatchAny";
+
 impl JwtConfig {
     /// What is wrong with the configuration, each as `<field>: <message>` with fields
     /// under `path`; empty when it is usable.
@@ -169,6 +176,32 @@ impl JwtConfig {
         }
         if issuer.audiences.iter().any(String::is_empty) {
             problem("issuer.audiences", "audiences may not be empty".into());
+        }
+        for (i, audience) in issuer.audiences.iter().enumerate() {
+            if issuer.audiences[..i].contains(audience) {
+                problem(
+                    &format!("issuer.audiences[{i}]"),
+                    format!("Duplicate value: {audience:?}"),
+                );
+            }
+        }
+        // Upstream's rules: several audiences need MatchAny, one allows it or nothing.
+        let policy = issuer.audience_match_policy.as_deref().unwrap_or("");
+        if issuer.audiences.len() > 1 && policy != MATCH_ANY {
+            problem(
+                "issuer.audienceMatchPolicy",
+                format!(
+                    "Invalid value: {policy:?}: audienceMatchPolicy must be MatchAny for multiple audiences"
+                ),
+            );
+        }
+        if issuer.audiences.len() == 1 && !policy.is_empty() && policy != MATCH_ANY {
+            problem(
+                "issuer.audienceMatchPolicy",
+                format!(
+                    "Invalid value: {policy:?}: audienceMatchPolicy must be empty or MatchAny for single audience"
+                ),
+            );
         }
         if let Some(pem) = &issuer.certificate_authority {
             if let Err(message) = roots(pem) {
@@ -595,6 +628,7 @@ mod tests {
                 url: ISSUER.into(),
                 discovery_url: None,
                 audiences: vec!["kflex".into(), "other".into()],
+                audience_match_policy: Some("MatchAny".into()),
                 certificate_authority: Some(ca.certificate.cert_pem.clone()),
             },
             claim_mappings: mappings,
@@ -757,6 +791,26 @@ mod tests {
         assert_eq!(
             problems(&|c| c.issuer.audiences.clear()),
             ["jwt[0].issuer.audiences: at least one audience is required"]
+        );
+        assert_eq!(
+            problems(&|c| c.issuer.audience_match_policy = None),
+            ["jwt[0].issuer.audienceMatchPolicy: Invalid value: \"\": audienceMatchPolicy must be MatchAny for multiple audiences"]
+        );
+        assert_eq!(
+            problems(&|c| {
+                c.issuer.audiences.truncate(1);
+                c.issuer.audience_match_policy = Some("MatchExact".into());
+            }),
+            ["jwt[0].issuer.audienceMatchPolicy: Invalid value: \"MatchExact\": audienceMatchPolicy must be empty or MatchAny for single audience"]
+        );
+        assert!(problems(&|c| {
+            c.issuer.audiences.truncate(1);
+            c.issuer.audience_match_policy = None;
+        })
+        .is_empty());
+        assert_eq!(
+            problems(&|c| c.issuer.audiences[1] = "kflex".into()),
+            ["jwt[0].issuer.audiences[1]: Duplicate value: \"kflex\""]
         );
         assert_eq!(
             problems(&|c| c.issuer.certificate_authority = Some("junk".into())),

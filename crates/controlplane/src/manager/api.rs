@@ -63,6 +63,10 @@ pub struct ControlPlaneSpec {
     /// kflex extension: dedicated nodes for a `k8s` control plane's Pods.
     #[serde(default)]
     pub node_placement: Option<NodePlacementSpec>,
+    /// kflex extension: PodSecurity admission's defaults and exemptions of a `k8s` control
+    /// plane, as upstream's `PodSecurityConfiguration`.
+    #[serde(default)]
+    pub pod_security: Option<crate::admission::PodSecurityConfiguration>,
 }
 
 /// `spec.nodePlacement`: every Pod the control plane admits gets this node selector (a Pod

@@ -30,6 +30,17 @@ pub(super) async fn ensure(
             problems.join("; ")
         )));
     }
+    let problems = spec
+        .pod_security
+        .as_ref()
+        .map(|p| p.problems("spec.podSecurity"))
+        .unwrap_or_default();
+    if !problems.is_empty() {
+        return Err(ManagerError::Invalid(format!(
+            "invalid PodSecurity settings: {}",
+            problems.join("; ")
+        )));
+    }
     let namespace = ensure_namespace(ctx, name).await?;
     let ca_secret = ensure_secret(
         ctx,
@@ -107,8 +118,8 @@ async fn serve(
     Ok(())
 }
 
-/// Applies the ControlPlane's authentication settings, tenancy policy and node placement to
-/// the tenant (while it serves: no restart).
+/// Applies the ControlPlane's authentication settings, tenancy policy, node placement and
+/// PodSecurity settings to the tenant (while it serves: no restart).
 async fn configure(tenant: &ControlPlane, spec: &ControlPlaneSpec) -> Result<(), ManagerError> {
     let authentication = spec.authentication.clone().unwrap_or_default();
     let anonymous = authentication.anonymous.is_some_and(|a| a.enabled);
@@ -124,6 +135,9 @@ async fn configure(tenant: &ControlPlane, spec: &ControlPlaneSpec) -> Result<(),
             tolerations: p.tolerations,
         }
     }));
+    tenant
+        .admission()
+        .set_pod_security(spec.pod_security.clone());
     Ok(())
 }
 
