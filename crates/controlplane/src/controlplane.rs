@@ -338,6 +338,7 @@ impl ControlPlane {
             Ok(user) => user,
             Err(error) => return h::error(&error),
         };
+        crate::crd::shared::refresh_for(self, &target).await;
         let accept = req.header("accept").map(str::to_owned);
         let found = |value: Option<Value>| match value {
             Some(value) => h::json(StatusCode::OK, &value),

@@ -1,6 +1,7 @@
 //! Several kflex processes serving one tenant store on the shared PostgreSQL: the
 //! controllers' Lease lets one run the tenant's controllers at a time, hands the lease over
-//! when the holder is done, and lets another take over the work of one that stopped.
+//! when the holder is done, and lets another take over the work of one that stopped; a CRD
+//! written through one process is served (and stops being served) by the others.
 
 use crate::manager::{ready, submit, tenant};
 use crate::support::client;
@@ -238,4 +239,69 @@ async fn a_replica_takes_over_the_work_of_one_that_stopped() {
         lease.spec.unwrap().lease_transitions.unwrap_or(0)
             > stopped.spec.unwrap().lease_transitions.unwrap_or(0)
     );
+}
+
+#[tokio::test]
+async fn a_crd_written_through_one_replica_is_served_by_the_other() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let name = unique("crds");
+    let (_servers, [a, b]) = replicas(&name).await;
+    // B has served discovery before the CRD exists.
+    assert!(b.list_api_group_resources("example.com/v1").await.is_err());
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"size": {"type": "integer", "maximum": 10}}}}}}}]},
+    });
+    let crds: Api<CustomResourceDefinition> = Api::all(a.clone());
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(crd).unwrap(),
+    )
+    .await
+    .unwrap();
+
+    // The other replica lists it in discovery and serves its objects, with its schema.
+    let resources = b.list_api_group_resources("example.com/v1").await.unwrap();
+    assert!(resources.resources.iter().any(|r| r.name == "gadgets"));
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Gadget"),
+        "gadgets",
+    );
+    let gadgets: Api<DynamicObject> = Api::namespaced_with(b.clone(), "default", &resource);
+    let gadget = |size: i64| {
+        serde_json::from_value::<DynamicObject>(json!({
+            "apiVersion": "example.com/v1", "kind": "Gadget",
+            "metadata": {"name": format!("g{size}")}, "spec": {"size": size},
+        }))
+        .unwrap()
+    };
+    gadgets
+        .create(&PostParams::default(), &gadget(3))
+        .await
+        .unwrap();
+    match gadgets.create(&PostParams::default(), &gadget(30)).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 422, "{status:?}"),
+        other => panic!("the CRD's schema applies on the other replica too: {other:?}"),
+    }
+
+    // Deleted through the first replica (with its objects), it is gone from the other.
+    crds.delete("gadgets.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while crds.get_opt("gadgets.example.com").await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the CRD stays");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    match gadgets.list(&ListParams::default()).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 404, "{status:?}"),
+        other => panic!("a removed CRD is no longer served: {other:?}"),
+    }
+    assert!(b.list_api_group_resources("example.com/v1").await.is_err());
 }

@@ -69,6 +69,7 @@ pub(super) async fn run(cp: &ControlPlane, crd_name: &str) -> Result<Option<Valu
             Ok(revision) => {
                 object::set_resource_version(&mut crd, revision);
                 super::registration::sync(cp.registry(), &crd);
+                super::shared::announce(cp).await;
                 return Ok(Some(crd));
             }
             Err(StoreError::Conflict { .. }) => continue,

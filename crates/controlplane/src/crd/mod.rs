@@ -3,7 +3,8 @@
 //! status at once and registers its served versions ([`registration`]); custom resource
 //! writes are pruned ([`pruning`]), defaulted ([`defaulting`]) and validated against the
 //! version's structural schema ([`schema`]) and its CEL rules ([`rules`]); Tables use the printer columns ([`columns`]);
-//! deleting a CRD deletes its objects ([`cleanup`]). Nothing runs in the background.
+//! deleting a CRD deletes its objects ([`cleanup`]); kflex processes sharing a store learn
+//! of each other's CRD changes ([`shared`]). Nothing runs in the background.
 
 mod cleanup;
 pub mod columns;
@@ -12,6 +13,7 @@ pub mod pruning;
 mod registration;
 pub mod rules;
 pub mod schema;
+pub(crate) mod shared;
 pub mod validation;
 
 use crate::controlplane::ControlPlane;
@@ -130,6 +132,7 @@ pub fn served(def: &ResourceDef, object: &mut Value) {
 pub async fn after_write(cp: &ControlPlane, def: &ResourceDef, object: &Value) {
     if is_crd_resource(def) {
         registration::sync(cp.registry(), object);
+        shared::announce(cp).await;
     } else if let Some(custom) = def.crd.as_ref().filter(|c| c.terminating) {
         if let Err(error) = cleanup::run(cp, &custom.crd_name).await {
             tracing::warn!(crd = %custom.crd_name, %error, "cleaning up a deleted CRD");
@@ -156,6 +159,7 @@ pub async fn after_delete(
             return Ok(cleanup::run(cp, &name).await?.unwrap_or(object));
         }
         cp.registry().replace_custom(&name, Vec::new());
+        shared::announce(cp).await;
     } else if let Some(custom) = def.crd.as_ref().filter(|c| c.terminating) {
         cleanup::run(cp, &custom.crd_name).await?;
     }

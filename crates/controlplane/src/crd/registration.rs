@@ -269,14 +269,13 @@ pub(super) fn sync(registry: &ResourceRegistry, crd: &Value) {
     }
 }
 
-/// Serves every CRD in the store: called when a control plane starts. A CRD that was being
-/// deleted when the process stopped finishes its cleanup here.
-pub async fn load(cp: &ControlPlane) -> Result<(), StoreError> {
+/// Every CRD in the store (those that are not JSON are logged and skipped).
+pub(super) async fn stored(cp: &ControlPlane) -> Result<Vec<Value>, StoreError> {
     let Some(def) = cp
         .registry()
         .lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
     else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let page = cp
         .store()
@@ -285,12 +284,24 @@ pub async fn load(cp: &ControlPlane) -> Result<(), StoreError> {
             ..Default::default()
         })
         .await?;
+    Ok(page
+        .kvs
+        .iter()
+        .filter_map(|kv| {
+            let crd = serde_json::from_slice::<Value>(&kv.value);
+            if crd.is_err() {
+                tracing::warn!(key = %String::from_utf8_lossy(&kv.key), "a stored CRD is not JSON");
+            }
+            crd.ok()
+        })
+        .collect())
+}
+
+/// Serves every CRD in the store: called when a control plane starts. A CRD that was being
+/// deleted when the process stopped finishes its cleanup here.
+pub async fn load(cp: &ControlPlane) -> Result<(), StoreError> {
     let mut deleting = Vec::new();
-    for kv in &page.kvs {
-        let Ok(crd) = serde_json::from_slice::<Value>(&kv.value) else {
-            tracing::warn!(key = %String::from_utf8_lossy(&kv.key), "a stored CRD is not JSON");
-            continue;
-        };
+    for crd in stored(cp).await? {
         sync(cp.registry(), &crd);
         if meta_str(&crd, "deletionTimestamp").is_some() {
             deleting.push(meta_str(&crd, "name").unwrap_or("").to_owned());

@@ -107,6 +107,9 @@ impl ResourceDef {
 #[derive(Debug, Default)]
 pub struct ResourceRegistry {
     resources: RwLock<Vec<Arc<ResourceDef>>>,
+    /// The revision of the last CRD change (by any process sharing the store) that the
+    /// custom resources reflect: see `crd::shared`.
+    custom_revision: std::sync::atomic::AtomicI64,
 }
 
 impl ResourceRegistry {
@@ -114,6 +117,7 @@ impl ResourceRegistry {
     pub fn builtin() -> Self {
         ResourceRegistry {
             resources: RwLock::new(builtin::resources().into_iter().map(Arc::new).collect()),
+            custom_revision: Default::default(),
         }
     }
 
@@ -170,6 +174,29 @@ impl ResourceRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         resources.retain(|r| r.crd.as_ref().is_none_or(|c| c.crd_name != crd));
         resources.extend(defs.into_iter().map(Arc::new));
+    }
+
+    /// The CRDs whose resources are served.
+    pub fn custom_crds(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .read()
+            .iter()
+            .filter_map(|r| r.crd.as_ref().map(|c| c.crd_name.clone()))
+            .collect();
+        names.dedup();
+        names
+    }
+
+    /// The revision of the last CRD change the custom resources reflect.
+    pub fn custom_revision(&self) -> i64 {
+        self.custom_revision
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records that the custom resources reflect the CRD change at `revision`.
+    pub fn saw_custom_revision(&self, revision: i64) {
+        self.custom_revision
+            .fetch_max(revision, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Whether `group` has any version.
