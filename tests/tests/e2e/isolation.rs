@@ -877,6 +877,29 @@ async fn jwt_expressions_map_claims_and_validation_rules_refuse_tokens() {
     let extra = user.extra.unwrap();
     assert_eq!(extra.len(), 1, "{extra:?}");
     assert_eq!(extra["example.com/namespace"], ["people"]);
+    // kubectl sees the same user.
+    let mut kubeconfig =
+        Kubeconfig::from_yaml(&kubeconfig_of(&host, name, "kubeconfig").await).unwrap();
+    kubeconfig.auth_infos[0].auth_info = Some(bearer(&token("people", "alice").await));
+    let alice_kubeconfig = server.data_dir.path().join("alice.kubeconfig");
+    std::fs::write(&alice_kubeconfig, serde_json::to_vec(&kubeconfig).unwrap()).unwrap();
+    for binary in kubectls() {
+        let out = std::process::Command::new(&binary)
+            .arg("--kubeconfig")
+            .arg(&alice_kubeconfig)
+            .args(["auth", "whoami", "-o", "json"])
+            .output()
+            .unwrap();
+        let review: Value = serde_json::from_str(&check(&binary, &out)).unwrap();
+        let info = &review["status"]["userInfo"];
+        assert_eq!(info["username"], "idp:alice", "{}", binary.display());
+        assert_eq!(
+            info["extra"]["example.com/namespace"],
+            json!(["people"]),
+            "{}",
+            binary.display()
+        );
+    }
     // The claim rule refuses another namespace's tokens, the user rule mallory: 401.
     for (namespace, account) in [("robots", "r2"), ("people", "mallory")] {
         let refused = connect(&server, &path, &bearer(&token(namespace, account).await)).await;
