@@ -558,21 +558,33 @@ struct Check {
 
 /// Compiles `source` with `variable` in scope (the shared CEL environment of
 /// [`crate::crd::rules`]), as `Invalid value: <source>: <why>` when it cannot be. A
-/// `boolean` expression must not be a literal of another type: the `cel` crate has no
-/// type checker, so other wrong types show when the expression runs.
+/// `boolean` expression must not be one that [`never_bool`] tells: the `cel` crate has
+/// no type checker, so other wrong types show when the expression runs.
 fn compile(source: &str, variable: &str, boolean: bool) -> Result<Program, String> {
     let invalid = |why: String| format!("Invalid value: {source:?}: {why}");
     let program = crate::crd::rules::compile_expression(source, &[variable])
         .map_err(|e| invalid(format!("compilation failed: {e}")))?;
-    let not_bool = match &program.expression().expr {
-        Expr::Literal(literal) => !matches!(literal, LiteralValue::Boolean(_)),
-        Expr::List(_) | Expr::Map(_) => true,
-        _ => false,
-    };
-    if boolean && not_bool {
+    if boolean && never_bool(program.expression()) {
         return Err(invalid("must evaluate to bool".into()));
     }
     Ok(program)
+}
+
+/// Whether `expr` is certainly not a bool, as far as it can tell without types: a
+/// literal of another type, a list or map, arithmetic, or a field of `user` (whose
+/// fields are strings, a list and a map).
+fn never_bool(expr: &IdedExpr) -> bool {
+    match &expr.expr {
+        Expr::Literal(literal) => !matches!(literal, LiteralValue::Boolean(_)),
+        Expr::List(_) | Expr::Map(_) => true,
+        Expr::Call(call) => {
+            ["_+_", "_-_", "_*_", "_/_", "_%_", "-_"].contains(&call.func_name.as_str())
+        }
+        Expr::Select(select) => {
+            !select.test && matches!(&select.operand.expr, Expr::Ident(name) if name == USER)
+        }
+        _ => false,
+    }
 }
 
 /// Whether `expr` selects `claims.<field>` (or `claims.?<field>`, or tests it with
@@ -1623,7 +1635,7 @@ mod tests {
             .await
             .contains("validation expression 'user.uid != '' && user.extra['example.com/t'] == ['t1']' failed: "));
         let not_bool = with_settings(
-            json!({"userValidationRules": [{"expression": "user.username"}]}),
+            json!({"userValidationRules": [{"expression": "user.groups.size()"}]}),
             vec![es256("k").1],
         );
         let why = not_bool
@@ -1732,11 +1744,15 @@ mod tests {
                 {"expression": "user.uid != ''"},
                 {"expression": "user.uid != ''"},
                 {"expression": "1"},
+                {"expression": "user.username"},
+                {"expression": "user.groups + ['x']"},
             ]})),
             [
                 "jwt[0].userValidationRules[0].expression: Required value",
                 "jwt[0].userValidationRules[2].expression: Duplicate value: \"user.uid != ''\"",
                 "jwt[0].userValidationRules[3].expression: Invalid value: \"1\": must evaluate to bool",
+                "jwt[0].userValidationRules[4].expression: Invalid value: \"user.username\": must evaluate to bool",
+                "jwt[0].userValidationRules[5].expression: Invalid value: \"user.groups + ['x']\": must evaluate to bool",
             ]
         );
         // A username of claims.email needs claims.email_verified used somewhere.
