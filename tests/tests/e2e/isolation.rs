@@ -3,8 +3,8 @@
 //! ServiceAccount token, bootstrap token, OIDC user of another control plane acting as
 //! the identity provider), every credential against every control plane and the hosting
 //! API with every verb. A credential works where it was made, as RBAC says, and is 401
-//! everywhere else. Also anonymous requests, the tenancy policy and settings that change
-//! on a running control plane.
+//! everywhere else. Also anonymous requests, the tenancy policy, settings that change
+//! on a running control plane, and JWT claims mapped and checked by CEL expressions.
 
 use crate::manager::{condition, control_planes, kubeconfig_of, settled, submit};
 use crate::support::{api_error, check, check_fails, client, kubectl, kubectls};
@@ -234,21 +234,7 @@ async fn every_credential_works_in_its_own_control_plane_only() {
     )
     .await
     .unwrap();
-    let ca_pem = {
-        let kubeconfig: Value =
-            serde_json::from_str(&std::fs::read_to_string(&server.kubeconfig).unwrap()).unwrap();
-        let data = kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        use base64::Engine as _;
-        String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(data)
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let ca_pem = server_ca(&server);
     for cp in TENANTS {
         let spec = json!({
             "type": "k8s",
@@ -771,4 +757,212 @@ async fn authentication_settings_apply_to_a_running_control_plane() {
         rules(roles.get("workspace-viewer").await.unwrap()),
         rules(roles.get("view").await.unwrap())
     );
+}
+
+/// The CA certificate (PEM) of `server`'s HTTPS, which JWT authenticators must trust to
+/// fetch another control plane's keys.
+fn server_ca(server: &KflexServer) -> String {
+    use base64::Engine as _;
+    let kubeconfig: Value =
+        serde_json::from_str(&std::fs::read_to_string(&server.kubeconfig).unwrap()).unwrap();
+    let data = kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"]
+        .as_str()
+        .unwrap();
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn jwt_expressions_map_claims_and_validation_rules_refuse_tokens() {
+    let server = KflexServer::start();
+    let host = client(&server).await;
+    let (idp_name, name) = ("cel-idp", "cel-tenant");
+    submit(
+        &host,
+        idp_name,
+        json!({"type": "k8s", "authentication": {"anonymous": {"enabled": true}}}),
+    )
+    .await
+    .unwrap();
+    ready(&host, idp_name).await;
+    let idp = connect(
+        &server,
+        &format!("/clusters/{idp_name}"),
+        &admin_of(&host, idp_name).await,
+    )
+    .await;
+    create(
+        &Api::<ClusterRoleBinding>::all(idp.clone()),
+        json!({"metadata": {"name": "oidc-discovery"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": "system:service-account-issuer-discovery"},
+               "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io",
+                             "name": "system:unauthenticated"}]}),
+    )
+    .await;
+    for (namespace, accounts) in [("people", &["alice", "mallory"][..]), ("robots", &["r2"])] {
+        create(
+            &Api::<Namespace>::all(idp.clone()),
+            json!({"metadata": {"name": namespace}}),
+        )
+        .await;
+        for account in accounts {
+            create(
+                &Api::<ServiceAccount>::namespaced(idp.clone(), namespace),
+                json!({"metadata": {"name": account}}),
+            )
+            .await;
+        }
+    }
+    // The identity provider's ServiceAccount tokens, their claims mapped by expressions.
+    let sa = "claims['kubernetes.io']";
+    let jwt = |mappings: Value| {
+        json!({
+            "issuer": {
+                "url": SA_ISSUER,
+                "discoveryURL": format!("{}/clusters/{idp_name}/.well-known/openid-configuration", server.url),
+                "audiences": [name],
+                "certificateAuthority": server_ca(&server),
+            },
+            "claimValidationRules": [
+                {"expression": format!("{sa}.namespace == 'people'"), "message": "people only"},
+            ],
+            "claimMappings": mappings,
+            "userValidationRules": [
+                {"expression": "user.username != 'idp:mallory'", "message": "not mallory"},
+            ],
+        })
+    };
+    let mappings = json!({
+        "username": {"expression": format!("'idp:' + {sa}.serviceaccount.name")},
+        "groups": {"expression": format!("['idp:' + {sa}.namespace, 'idp:staff', '']")},
+        "uid": {"expression": format!("{sa}.serviceaccount.uid")},
+        "extra": [{"key": "example.com/namespace", "valueExpression": format!("{sa}.namespace")}],
+    });
+    submit(
+        &host,
+        name,
+        json!({"type": "k8s", "authentication": {"jwt": [jwt(mappings.clone())]}}),
+    )
+    .await
+    .unwrap();
+    ready(&host, name).await;
+    let path = format!("/clusters/{name}");
+    let token = |namespace: &'static str, account: &'static str| {
+        let idp = idp.clone();
+        async move { sa_token(&idp, namespace, account, &[name]).await }
+    };
+    let alice = connect(&server, &path, &bearer(&token("people", "alice").await)).await;
+    let me = Api::<SelfSubjectReview>::all(alice.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .unwrap();
+    let user = me.status.unwrap().user_info.unwrap();
+    assert_eq!(user.username.as_deref(), Some("idp:alice"));
+    assert_eq!(
+        user.groups.unwrap(),
+        ["idp:people", "idp:staff", "system:authenticated"]
+    );
+    let alice_uid = Api::<ServiceAccount>::namespaced(idp.clone(), "people")
+        .get("alice")
+        .await
+        .unwrap()
+        .metadata
+        .uid;
+    assert_eq!(user.uid, alice_uid);
+    let extra = user.extra.unwrap();
+    assert_eq!(extra.len(), 1, "{extra:?}");
+    assert_eq!(extra["example.com/namespace"], ["people"]);
+    // kubectl sees the same user.
+    let mut kubeconfig =
+        Kubeconfig::from_yaml(&kubeconfig_of(&host, name, "kubeconfig").await).unwrap();
+    kubeconfig.auth_infos[0].auth_info = Some(bearer(&token("people", "alice").await));
+    let alice_kubeconfig = server.data_dir.path().join("alice.kubeconfig");
+    std::fs::write(&alice_kubeconfig, serde_json::to_vec(&kubeconfig).unwrap()).unwrap();
+    for binary in kubectls() {
+        let out = std::process::Command::new(&binary)
+            .arg("--kubeconfig")
+            .arg(&alice_kubeconfig)
+            .args(["auth", "whoami", "-o", "json"])
+            .output()
+            .unwrap();
+        let review: Value = serde_json::from_str(&check(&binary, &out)).unwrap();
+        let info = &review["status"]["userInfo"];
+        assert_eq!(info["username"], "idp:alice", "{}", binary.display());
+        assert_eq!(
+            info["extra"]["example.com/namespace"],
+            json!(["people"]),
+            "{}",
+            binary.display()
+        );
+    }
+    // The claim rule refuses another namespace's tokens, the user rule mallory: 401.
+    for (namespace, account) in [("robots", "r2"), ("people", "mallory")] {
+        let refused = connect(&server, &path, &bearer(&token(namespace, account).await)).await;
+        assert_eq!(
+            status(&refused, "GET", "/api", None).await,
+            401,
+            "{namespace}/{account}"
+        );
+    }
+
+    // What the schema can tell is refused with 422; expressions that do not compile show
+    // on the ControlPlane, and the control plane keeps its settings.
+    let control_planes = control_planes(&host);
+    let patch = |jwt: Value| {
+        let control_planes = control_planes.clone();
+        async move {
+            control_planes
+                .patch(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"authentication": {"jwt": [jwt]}}})),
+                )
+                .await
+        }
+    };
+    let mut both = mappings.clone();
+    both["username"]["claim"] = json!("sub");
+    let Err(kube::Error::Api(both)) = patch(jwt(both)).await else {
+        panic!("claim and expression were accepted together")
+    };
+    assert_eq!(both.code, 422);
+    assert!(
+        both.message
+            .contains("claim and expression can't both be set"),
+        "{}",
+        both.message
+    );
+    let mut broken = mappings;
+    broken["username"]["expression"] = json!("claims.sub +");
+    patch(jwt(broken)).await.unwrap();
+    let started = Instant::now();
+    let message = loop {
+        let cp = control_planes.get(name).await.unwrap();
+        let synced = condition(&cp, "Synced").cloned().unwrap_or_default();
+        if synced["status"] == "False" {
+            break synced["message"].as_str().unwrap_or_default().to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            cp.data["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        message.contains("spec.authentication.jwt[0].claimMappings.username.expression")
+            && message.contains("compilation failed"),
+        "{message}"
+    );
+    let me = Api::<SelfSubjectReview>::all(alice)
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .unwrap();
+    let user = me.status.unwrap().user_info.unwrap();
+    assert_eq!(user.username.as_deref(), Some("idp:alice"));
 }

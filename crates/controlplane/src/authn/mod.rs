@@ -238,6 +238,11 @@ pub async fn audience_agnostic_user(cp: &ControlPlane, token: &str) -> Option<Us
             Err(error @ jwt::JwtError::Fetch(_)) => {
                 tracing::warn!(control_plane = cp.name(), %error, "JWT authenticator");
             }
+            // A token of the issuer that its checks, rules or mappings refuse is logged
+            // with why, as upstream logs failed authentications.
+            Err(error @ jwt::JwtError::Invalid(_)) => {
+                tracing::info!(control_plane = cp.name(), %error, "JWT refused");
+            }
             Err(error) => {
                 tracing::debug!(control_plane = cp.name(), %error, "JWT refused");
             }

@@ -562,8 +562,15 @@ fn compile_rule(rule: &Value, schema: &Value) -> Result<Rule, Vec<Cause>> {
 /// cel-go's checker does for names (not for types, which the `cel` crate leaves to
 /// evaluation). Errors read as cel-go's: `ERROR: <input>:1:6: ...`.
 fn compile(source: &str) -> Result<Program, String> {
+    compile_expression(source, &["self", "oldSelf"])
+}
+
+/// Compiles an expression of the rule environment with `variables` in scope, checking
+/// the names it uses as rules are checked ([`compile`]): for other CEL users of the
+/// process (JWT authenticators' claim mappings), so that they share one environment.
+pub(crate) fn compile_expression(source: &str, variables: &[&str]) -> Result<Program, String> {
     let program = ENV.compile(source).map_err(|e| e.to_string())?;
-    let mut scope = vec!["self".to_owned(), "oldSelf".to_owned()];
+    let mut scope: Vec<String> = variables.iter().map(|v| (*v).to_owned()).collect();
     let mut problems = Vec::new();
     check_names(program.expression(), &mut scope, &mut problems);
     if let Some((id, problem)) = problems.into_iter().next() {
@@ -1106,6 +1113,29 @@ fn bindings(this: &CelValue, old: Option<&CelValue>, optional: bool) -> Context<
         context.add_variable_from_value("oldSelf", old.clone());
     }
     context
+}
+
+/// A context of the rule environment binding `variables`, for programs of
+/// [`compile_expression`].
+pub(crate) fn expression_context(variables: Vec<(&str, CelValue)>) -> Context<'static, 'static> {
+    let mut context = Context::with_env(Arc::clone(&ENV));
+    for (name, value) in variables {
+        context.add_variable_from_value(name, value);
+    }
+    context
+}
+
+/// Whether running `program` over `values` could exceed the cost limit (see
+/// [`COST_LIMIT`]): such a program must not run.
+pub(crate) fn too_costly(program: &Program, values: &[&Value]) -> bool {
+    let width = values.iter().map(|v| widest(v)).max().unwrap_or(1);
+    width.saturating_pow(nesting(program.expression())) > COST_LIMIT
+}
+
+/// A JSON value without a schema as a CEL value: numbers are ints when whole, as
+/// upstream's unstructured conversion makes them.
+pub(crate) fn json_to_cel(value: &Value) -> CelValue {
+    to_cel(value, &Value::Null, false)
 }
 
 /// A JSON value as a CEL value, typed by its schema as upstream types it: `integer`s are
