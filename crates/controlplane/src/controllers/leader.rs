@@ -49,18 +49,16 @@ pub const STALE: Duration = Duration::from_secs(60);
 /// Read-modify-write attempts before giving up on a lease write that keeps conflicting.
 const ATTEMPTS: usize = 16;
 
-/// This process's identity as a lease holder: `<hostname>_<uuid>`, as client-go makes it.
-pub fn identity() -> &'static str {
-    static IDENTITY: OnceLock<String> = OnceLock::new();
-    IDENTITY.get_or_init(|| {
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-            .map(|h| h.trim().to_owned())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "kflex".to_owned());
-        format!("{host}_{}", uuid::Uuid::new_v4())
-    })
+/// A new holder identity: `<hostname>_<uuid>`, as client-go makes it. Each control plane
+/// instance has its own, so that two instances over one store never share the lease.
+fn new_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "kflex".to_owned());
+    format!("{host}_{}", uuid::Uuid::new_v4())
 }
 
 /// What taking the lease gave.
@@ -99,6 +97,8 @@ struct View {
 #[derive(Default)]
 pub(super) struct Lease {
     view: tokio::sync::Mutex<View>,
+    /// This instance's holder identity, made when first needed.
+    identity: OnceLock<String>,
 }
 
 /// The lease's fields that election uses, read from and written into the object.
@@ -184,25 +184,24 @@ impl Record {
         })
     }
 
-    /// Takes the lease for this process at `now`.
-    fn take(&mut self, now: Timestamp) {
-        if self.holder != identity() {
+    /// Takes the lease for `me` at `now`.
+    fn take(&mut self, me: &str, now: Timestamp) {
+        if self.holder != me {
             self.transitions += i64::from(!self.holder.is_empty() || self.acquire_time.is_some());
-            self.holder = identity().to_owned();
+            self.holder = me.to_owned();
             self.acquire_time = Some(now);
         }
         self.duration = LEASE_DURATION.as_secs() as i64;
         self.renew_time = Some(now);
     }
 
-    /// Entries of [`PENDING`] that no running process vouches for at `now`.
-    fn orphaned(&self, exclusive: bool, now: Timestamp) -> Vec<String> {
+    /// Entries of [`PENDING`] other than `me` that no running process vouches for at `now`.
+    fn orphaned(&self, me: &str, exclusive: bool, now: Timestamp) -> Vec<String> {
         let stale = SignedDuration::try_from(STALE).unwrap_or(SignedDuration::MAX);
         self.pending
             .iter()
             .filter(|(id, at)| {
-                id.as_str() != identity()
-                    && (exclusive || at.checked_add(stale).is_ok_and(|t| t <= now))
+                id.as_str() != me && (exclusive || at.checked_add(stale).is_ok_and(|t| t <= now))
             })
             .map(|(id, _)| id.clone())
             .collect()
@@ -338,9 +337,15 @@ impl View {
 }
 
 impl Lease {
+    /// This instance's holder identity.
+    fn identity(&self) -> &str {
+        self.identity.get_or_init(new_identity)
+    }
+
     /// Records, before a write whose consequences the garbage collector must see, that this
     /// process owes work; takes the lease in the same write when it is free.
     pub(super) async fn register(&self, cp: &ControlPlane) -> Result<(), StoreError> {
+        let me = self.identity();
         let mut view = self.view.lock().await;
         let fresh = view.registered.is_some_and(|at| at.elapsed() < STALE / 2) && !view.lapsed();
         if fresh {
@@ -349,10 +354,10 @@ impl Lease {
         let exclusive = cp.store().exclusive();
         let (_, took) = view
             .modify(cp, |record, now| {
-                record.pending.insert(identity().to_owned(), now);
-                let free = !exclusive && (!record.held(now) || record.holder == identity());
+                record.pending.insert(me.to_owned(), now);
+                let free = !exclusive && (!record.held(now) || record.holder == me);
                 if free {
-                    record.take(now);
+                    record.take(me, now);
                 }
                 free
             })
@@ -367,16 +372,18 @@ impl Lease {
     /// Whether the lease records work owed by another process, read at start: the work of
     /// an earlier run, or of a replica (running or not), which a resume scan then covers.
     pub(super) async fn owed(&self, cp: &ControlPlane) -> Result<bool, StoreError> {
+        let me = self.identity();
         let mut view = self.view.lock().await;
         let (record, ()) = view.modify(cp, |_, _| ()).await?;
         let now = Timestamp::now();
-        view.vouch(record.orphaned(cp.store().exclusive(), now));
-        Ok(!record.orphaned(true, now).is_empty())
+        view.vouch(record.orphaned(me, cp.store().exclusive(), now));
+        Ok(!record.orphaned(me, true, now).is_empty())
     }
 
     /// Takes (or keeps) the lease before running the controllers.
     pub(super) async fn lead(&self, cp: &ControlPlane) -> Result<Leadership, StoreError> {
         let exclusive = cp.store().exclusive();
+        let me = self.identity();
         let mut view = self.view.lock().await;
         if exclusive || view.leading() {
             return Ok(Leadership::Leading { resume: false });
@@ -387,7 +394,7 @@ impl Lease {
         }
         let (_, (outcome, vouched)) = view
             .modify(cp, |record, now| {
-                if record.held(now) && record.holder != identity() {
+                if record.held(now) && record.holder != me {
                     let left = record
                         .expires()
                         .and_then(|e| Duration::try_from(e.duration_since(now)).ok())
@@ -395,12 +402,12 @@ impl Lease {
                     return (Leadership::Waiting(left.min(RETRY_PERIOD)), Vec::new());
                 }
                 // A holder that let the lease run out stopped (or lost its store) mid-work.
-                let mut vouched = record.orphaned(false, now);
-                let abandoned = !record.holder.is_empty() && record.holder != identity();
+                let mut vouched = record.orphaned(me, false, now);
+                let abandoned = !record.holder.is_empty() && record.holder != me;
                 if abandoned && record.pending.contains_key(&record.holder) {
                     vouched.push(record.holder.clone());
                 }
-                record.take(now);
+                record.take(me, now);
                 let resume = abandoned || !vouched.is_empty();
                 (Leadership::Leading { resume }, vouched)
             })
@@ -421,13 +428,14 @@ impl Lease {
 
     /// Renews the lease while this process leads; `false` when it lost it.
     pub(super) async fn renew(&self, cp: &ControlPlane) -> Result<bool, StoreError> {
+        let me = self.identity();
         let mut view = self.view.lock().await;
         if !view.leading() {
             return Ok(false);
         }
         let (_, kept) = view
             .modify(cp, |record, now| {
-                let kept = record.holder == identity();
+                let kept = record.holder == me;
                 if kept {
                     record.renew_time = Some(now);
                 }
@@ -460,6 +468,7 @@ impl Lease {
         cp: &ControlPlane,
         done: impl Fn() -> bool,
     ) -> Result<(), StoreError> {
+        let me = self.identity();
         let mut view = self.view.lock().await;
         let exclusive = cp.store().exclusive();
         let leading = !exclusive && view.leading_until.is_some();
@@ -473,14 +482,14 @@ impl Lease {
             return Ok(());
         }
         view.modify(cp, |record, now| {
-            if leading && record.holder == identity() {
+            if leading && record.holder == me {
                 record.holder.clear();
                 record.duration = 1;
                 record.acquire_time = Some(now);
                 record.renew_time = Some(now);
             }
             if deregister {
-                record.pending.remove(identity());
+                record.pending.remove(me);
             }
             for id in &vouched {
                 record.pending.remove(id);
@@ -573,21 +582,19 @@ mod tests {
     #[test]
     fn taking_counts_transitions_between_holders_only() {
         let now = at("2026-11-22T10:00:00Z");
+        let me = "me_1";
         let mut record = Record::default();
-        record.take(now);
-        assert_eq!(
-            (record.holder.as_str(), record.transitions),
-            (identity(), 0)
-        );
-        record.take(at("2026-11-22T10:00:05Z"));
+        record.take(me, now);
+        assert_eq!((record.holder.as_str(), record.transitions), (me, 0));
+        record.take(me, at("2026-11-22T10:00:05Z"));
         assert_eq!(record.transitions, 0);
         assert_eq!(record.acquire_time, Some(now));
         record.holder = "other_2".into();
-        record.take(now);
+        record.take(me, now);
         assert_eq!(record.transitions, 1);
         // After a release (no holder), the next take is a transition too, as upstream.
         record.holder.clear();
-        record.take(now);
+        record.take(me, now);
         assert_eq!(record.transitions, 2);
     }
 
@@ -596,17 +603,20 @@ mod tests {
         let now = at("2026-11-22T10:10:00Z");
         let record = Record {
             pending: [
-                (identity().to_owned(), at("2026-11-22T09:00:00Z")),
+                ("me_1".to_owned(), at("2026-11-22T09:00:00Z")),
                 ("fresh_1".to_owned(), at("2026-11-22T10:09:30Z")),
                 ("stale_2".to_owned(), at("2026-11-22T10:08:59Z")),
             ]
             .into(),
             ..Default::default()
         };
-        assert_eq!(record.orphaned(false, now), vec!["stale_2".to_owned()]);
+        assert_eq!(
+            record.orphaned("me_1", false, now),
+            vec!["stale_2".to_owned()]
+        );
         // On a store only this process writes, every other entry is an earlier run's.
         assert_eq!(
-            record.orphaned(true, now),
+            record.orphaned("me_1", true, now),
             vec!["fresh_1".to_owned(), "stale_2".to_owned()]
         );
     }
