@@ -43,8 +43,10 @@ pub const LEASE_DURATION: Duration = Duration::from_secs(15);
 /// How often a leader renews, and a waiting process tries again (upstream's
 /// `--leader-elect-retry-period`).
 pub const RETRY_PERIOD: Duration = Duration::from_secs(2);
-/// How old another process's registration must be before a process scans for its work:
-/// its owner refreshes it every half of this while it still owes the work.
+/// How old another process's registration must be before a process scans for its work.
+/// Its owner writes it again at its next registration once it is half this old; work owed
+/// longer without new writes may be scanned for by another process too, which is harmless
+/// (garbage collection acts on the store as it is).
 pub const STALE: Duration = Duration::from_secs(60);
 /// Read-modify-write attempts before giving up on a lease write that keeps conflicting.
 const ATTEMPTS: usize = 16;
