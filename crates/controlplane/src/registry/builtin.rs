@@ -1,6 +1,7 @@
 //! The built-in resources, as Kubernetes 1.33's discovery lists them.
 
 use super::{ResourceDef, CRUD_VERBS};
+use std::sync::{Arc, LazyLock};
 
 /// Flags of a built-in resource.
 const NS: u8 = 1; // namespaced
@@ -78,37 +79,44 @@ const RESOURCES: &[Row] = &[
     ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", GEN, &["crd", "crds"], &["status"]),
 ];
 
-pub(super) fn resources() -> Vec<ResourceDef> {
-    RESOURCES
-        .iter()
-        .map(
-            |&(group, version, kind, plural, singular, flags, short_names, subresources)| {
-                ResourceDef {
-                    group: group.into(),
-                    version: version.into(),
-                    kind: kind.into(),
-                    list_kind: format!("{kind}List"),
-                    plural: plural.into(),
-                    singular: singular.into(),
-                    namespaced: flags & NS != 0,
-                    short_names: short_names.iter().map(|s| s.to_string()).collect(),
-                    categories: if flags & ALL != 0 {
-                        vec!["all".into()]
-                    } else {
-                        Vec::new()
-                    },
-                    verbs: if flags & CREATE_ONLY != 0 {
-                        vec!["create"]
-                    } else {
-                        CRUD_VERBS.to_vec()
-                    },
-                    subresources: subresources.iter().map(|s| s.to_string()).collect(),
-                    tracks_generation: flags & GEN != 0,
-                    custom: false,
-                    crd: None,
-                    storage_prefix: format!("/registry/{plural}/"),
-                }
-            },
-        )
-        .collect()
+/// The built-in resources, made once per process: every control plane's registry shares them.
+pub(super) fn resources() -> &'static [Arc<ResourceDef>] {
+    static BUILTIN: LazyLock<Vec<Arc<ResourceDef>>> = LazyLock::new(|| {
+        RESOURCES
+            .iter()
+            .map(|row| Arc::new(resource(row)))
+            .collect()
+    });
+    &BUILTIN
+}
+
+/// The definition of one built-in resource.
+fn resource(
+    &(group, version, kind, plural, singular, flags, short_names, subresources): &Row,
+) -> ResourceDef {
+    ResourceDef {
+        group: group.into(),
+        version: version.into(),
+        kind: kind.into(),
+        list_kind: format!("{kind}List"),
+        plural: plural.into(),
+        singular: singular.into(),
+        namespaced: flags & NS != 0,
+        short_names: short_names.iter().map(|s| s.to_string()).collect(),
+        categories: if flags & ALL != 0 {
+            vec!["all".into()]
+        } else {
+            Vec::new()
+        },
+        verbs: if flags & CREATE_ONLY != 0 {
+            vec!["create"]
+        } else {
+            CRUD_VERBS.to_vec()
+        },
+        subresources: subresources.iter().map(|s| s.to_string()).collect(),
+        tracks_generation: flags & GEN != 0,
+        custom: false,
+        crd: None,
+        storage_prefix: format!("/registry/{plural}/"),
+    }
 }

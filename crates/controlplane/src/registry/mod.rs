@@ -113,10 +113,11 @@ pub struct ResourceRegistry {
 }
 
 impl ResourceRegistry {
-    /// A registry of the built-in resources of Kubernetes 1.33 that kflex serves.
+    /// A registry of the built-in resources of Kubernetes 1.33 that kflex serves (their
+    /// definitions are shared by every control plane).
     pub fn builtin() -> Self {
         ResourceRegistry {
-            resources: RwLock::new(builtin::resources().into_iter().map(Arc::new).collect()),
+            resources: RwLock::new(builtin::resources().to_vec()),
             custom_revision: Default::default(),
         }
     }

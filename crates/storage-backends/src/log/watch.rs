@@ -7,13 +7,16 @@ use super::{KeyRange, LogDriver, Row};
 use crate::error::{Result, StoreError};
 use crate::kv::{Event, Revision};
 use crate::store::WatchStream;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 /// Batches of committed events, in revision order, for every watcher of one store.
 pub(crate) struct WatchHub {
-    events: broadcast::Sender<Arc<Vec<Event>>>,
+    /// The broadcast channel, while anyone watches: made by the first watcher, dropped by
+    /// a publish that finds none left, so an unwatched store keeps no buffer (its
+    /// `HUB_CAPACITY` slots are most of an idle store's memory otherwise).
+    events: Mutex<Option<broadcast::Sender<Arc<Vec<Event>>>>>,
 }
 
 /// Batches a lagging watcher may miss before it catches up from the table.
@@ -26,20 +29,41 @@ const CATCH_UP_PAGE: i64 = 1000;
 impl WatchHub {
     pub fn new() -> Self {
         WatchHub {
-            events: broadcast::channel(HUB_CAPACITY).0,
+            events: Mutex::new(None),
         }
+    }
+
+    fn events(&self) -> MutexGuard<'_, Option<broadcast::Sender<Arc<Vec<Event>>>>> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A receiver of every batch published from now on.
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Vec<Event>>> {
+        self.events()
+            .get_or_insert_with(|| broadcast::channel(HUB_CAPACITY).0)
+            .subscribe()
     }
 
     /// Publishes committed events; they must follow the previous batch without a gap.
     pub fn publish(&self, events: Vec<Event>) {
-        if !events.is_empty() && self.events.receiver_count() > 0 {
-            let _ = self.events.send(Arc::new(events));
+        if events.is_empty() {
+            return;
+        }
+        let mut sender = self.events();
+        match &*sender {
+            Some(live) if live.receiver_count() > 0 => {
+                let _ = live.send(Arc::new(events));
+            }
+            Some(_) => *sender = None,
+            None => {}
         }
     }
 
     /// Whether anyone watches the store now.
     pub fn has_watchers(&self) -> bool {
-        self.events.receiver_count() > 0
+        self.events()
+            .as_ref()
+            .is_some_and(|live| live.receiver_count() > 0)
     }
 
     /// Makes every watcher re-read the table from its last event, as one that fell
@@ -47,7 +71,9 @@ impl WatchHub {
     /// compacted meanwhile). A watcher that needs the lost history ends with `Compacted`.
     pub fn resync(&self) {
         // An empty batch, which `publish` never sends, is the signal.
-        let _ = self.events.send(Arc::new(Vec::new()));
+        if let Some(live) = &*self.events() {
+            let _ = live.send(Arc::new(Vec::new()));
+        }
     }
 }
 
@@ -59,7 +85,7 @@ pub(crate) fn spawn_watcher<D: LogDriver>(
     after: Revision,
 ) -> WatchStream {
     // Subscribe before replaying, so nothing committed in between is missed.
-    let live = hub.events.subscribe();
+    let live = hub.subscribe();
     let (out, stream) = mpsc::channel(WATCHER_BUFFER);
     let watcher = Watcher {
         driver,

@@ -12,11 +12,19 @@ use crate::error::{Result, StoreError};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Connections kept open between statements; more are opened under load and closed after.
+/// Connections kept open between statements by a store in concurrent use; more are opened
+/// under load and closed after.
 const KEPT_CONNECTIONS: usize = 2;
+
+/// How many times statements must have found every connection busy before the store keeps a
+/// second one: until then it keeps one, so the few overlaps of a control plane's start do
+/// not leave an idle store with two page caches (and their fixed buffers: most of an idle
+/// store's memory), while a store in real concurrent use soon keeps both.
+const CONCURRENT_USES: usize = 16;
 
 /// Each connection's page cache, in KiB (it grows only as pages are read).
 const CACHE_KIB: i64 = 4000;
@@ -31,6 +39,8 @@ struct Pool {
     path: PathBuf,
     sync: SqliteSync,
     idle: Mutex<Vec<Connection>>,
+    /// How many statements found no idle connection (counted up to [`CONCURRENT_USES`]).
+    contended: AtomicUsize,
 }
 
 impl Database {
@@ -40,6 +50,7 @@ impl Database {
             path: path.to_owned(),
             sync,
             idle: Mutex::new(Vec::new()),
+            contended: AtomicUsize::new(0),
         });
         let opened = pool.clone();
         tokio::task::spawn_blocking(move || {
@@ -102,18 +113,32 @@ impl Pool {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut conn = match pooled {
             Some(conn) => conn,
-            None => self.connect(OpenFlags::empty())?,
+            None => {
+                if self.contended.load(Ordering::Relaxed) < CONCURRENT_USES {
+                    self.contended.fetch_add(1, Ordering::Relaxed);
+                }
+                self.connect(OpenFlags::empty())?
+            }
         };
         let result = statements(&mut conn).map_err(|e| self.failed(context, e));
         self.release(conn);
         result
     }
 
+    /// Keeps `conn` for the next statement, or closes it when the store keeps enough.
     fn release(&self, conn: Connection) {
+        let kept = if self.contended.load(Ordering::Relaxed) < CONCURRENT_USES {
+            1
+        } else {
+            KEPT_CONNECTIONS
+        };
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < KEPT_CONNECTIONS {
+        if idle.len() < kept {
             idle.push(conn);
+            return;
         }
+        drop(idle);
+        drop(conn);
     }
 
     /// Opens a connection, with `extra` flags beside read-write.
@@ -142,5 +167,44 @@ impl Pool {
     /// An error of `context` on this store, naming its file.
     fn failed(&self, context: &str, e: rusqlite::Error) -> StoreError {
         StoreError::unavailable(BACKEND, format!("{context} {}", self.path.display()), e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a statement while another holds the only idle connection: one overlap.
+    async fn overlap(db: &Database) {
+        let pool = db.0.clone();
+        db.blocking("test", move |_| {
+            pool.with("test", |conn| {
+                conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+            })
+            .map_err(|_| rusqlite::Error::InvalidQuery)
+        })
+        .await
+        .unwrap();
+    }
+
+    fn idle(db: &Database) -> usize {
+        db.0.idle.lock().unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn a_second_connection_is_kept_once_concurrent_use_is_usual() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("db"), SqliteSync::Normal)
+            .await
+            .unwrap();
+        assert_eq!(idle(&db), 1);
+        for _ in 1..CONCURRENT_USES {
+            overlap(&db).await;
+            assert_eq!(idle(&db), 1, "a few overlaps leave one connection");
+        }
+        overlap(&db).await;
+        assert_eq!(idle(&db), KEPT_CONNECTIONS);
+        overlap(&db).await;
+        assert_eq!(idle(&db), KEPT_CONNECTIONS);
     }
 }
