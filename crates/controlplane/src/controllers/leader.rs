@@ -7,7 +7,8 @@
 //! Unlike upstream, the lease is held only while there is work: a process takes it when
 //! its queue has work and releases it as client-go does on shutdown (no holder, a one-second
 //! duration) once the queue is empty, so an idle control plane neither holds nor renews it.
-//! A process whose queue has work while another holds the lease tries again every 2 s.
+//! A process whose queue has work while another holds the lease watches the lease key and
+//! tries again as soon as it is written (a release), or after 2 s.
 //!
 //! The lease also records which processes owe garbage-collection work, in annotation
 //! [`PENDING`] (identity → time): a process registers before a write whose consequences the
@@ -69,8 +70,9 @@ pub(super) enum Leadership {
     /// This process leads; `resume` when it must first scan for work a stopped process
     /// owed (its lease expired unreleased, or an entry of [`PENDING`] nobody vouches for).
     Leading { resume: bool },
-    /// Another process leads: try again after this long.
-    Waiting(Duration),
+    /// Another process leads: try again when the lease changes after `seen` (its revision
+    /// as read), or after `retry` at the latest.
+    Waiting { seen: Revision, retry: Duration },
 }
 
 /// The lease as a [`Store::update`] needs it: the stored object and its revision.
@@ -221,7 +223,8 @@ fn lease_def(cp: &ControlPlane) -> Arc<ResourceDef> {
         .expect("leases are built in")
 }
 
-fn key(cp: &ControlPlane) -> String {
+/// The lease's store key.
+pub(super) fn key(cp: &ControlPlane) -> String {
     lease_def(cp).key(Some(NAMESPACE), NAME)
 }
 
@@ -401,7 +404,8 @@ impl Lease {
                         .expires()
                         .and_then(|e| Duration::try_from(e.duration_since(now)).ok())
                         .unwrap_or(RETRY_PERIOD);
-                    return (Leadership::Waiting(left.min(RETRY_PERIOD)), Vec::new());
+                    let retry = left.min(RETRY_PERIOD);
+                    return (Leadership::Waiting { seen: 0, retry }, Vec::new());
                 }
                 // A holder that let the lease run out stopped (or lost its store) mid-work.
                 let mut vouched = record.orphaned(me, false, now);
@@ -414,6 +418,10 @@ impl Lease {
                 (Leadership::Leading { resume }, vouched)
             })
             .await?;
+        let mut outcome = outcome;
+        if let Leadership::Waiting { seen, .. } = &mut outcome {
+            *seen = view.stored.as_ref().map_or(0, |s| s.revision);
+        }
         if let Leadership::Leading { resume } = outcome {
             view.leading_until = Some(std::time::Instant::now() + LEASE_DURATION);
             if resume {

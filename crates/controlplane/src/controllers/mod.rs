@@ -24,7 +24,8 @@ pub mod serviceaccounts;
 use crate::controlplane::ControlPlane;
 use crate::object::meta_str;
 use crate::registry::ResourceDef;
-use kflex_storage_backends::{RangeRequest, StoreError};
+use futures::StreamExt;
+use kflex_storage_backends::{RangeRequest, Revision, StoreError};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -223,6 +224,34 @@ impl Controllers {
         self.later(delay, None);
     }
 
+    /// Kicks the queue again once the lease is written after revision `seen` (its holder
+    /// released or renewed it), or after `at_most`: a store watch on the lease key, only
+    /// while this process waits with work.
+    fn kick_on_lease_change(&self, cp: &ControlPlane, seen: Revision, at_most: Duration) {
+        let Some(this) = self.this.get().cloned() else {
+            return;
+        };
+        let store = cp.store().clone();
+        let key = leader::key(cp);
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let changed = async {
+                let mut events = store.watch(key.as_bytes(), seen).await.ok()?;
+                events.next().await?.ok()
+            };
+            if tokio::time::timeout(at_most, changed)
+                .await
+                .is_ok_and(|event| event.is_none())
+            {
+                // The watch could not run: wait out the period instead.
+                tokio::time::sleep_until(started + at_most).await;
+            }
+            if let Some(cp) = this.upgrade() {
+                cp.controllers().kick();
+            }
+        });
+    }
+
     /// Queues `work` after `delay`: a scan again after a failure.
     fn enqueue_after(&self, work: Work, delay: Duration) {
         self.later(delay, Some(work));
@@ -359,7 +388,11 @@ async fn lead(cp: &ControlPlane) -> bool {
                 Err(error) => (leader::RETRY_PERIOD, Some(error)),
             }
         }
-        Ok(leader::Leadership::Waiting(after)) => (after, None),
+        Ok(leader::Leadership::Waiting { seen, retry }) => {
+            controllers.state().running = false;
+            controllers.kick_on_lease_change(cp, seen, retry);
+            return false;
+        }
         Err(error) => (leader::RETRY_PERIOD, Some(error)),
     };
     if let Some(error) = error {
