@@ -92,7 +92,8 @@ struct View {
     registered: Option<std::time::Instant>,
     /// Entries of stopped processes whose work a resume scan covers: removed at release
     /// once the scan succeeded.
-    vouched: Vec<String>,
+    /// With the time each was registered: one written again since is its owner's, alive.
+    vouched: Vec<(String, Timestamp)>,
     /// Whether the resume scan for [`View::vouched`] succeeded.
     resumed: bool,
 }
@@ -197,6 +198,22 @@ impl Record {
         }
         self.duration = LEASE_DURATION.as_secs() as i64;
         self.renew_time = Some(now);
+    }
+
+    /// How long until the earliest entry of [`PENDING`] other than `me` goes stale, if any.
+    fn next_stale(&self, me: &str) -> Option<Duration> {
+        let now = Timestamp::now();
+        self.pending
+            .iter()
+            .filter(|(id, _)| id.as_str() != me)
+            .map(|(_, at)| {
+                let stale = SignedDuration::try_from(STALE).unwrap_or(SignedDuration::MAX);
+                let left = at
+                    .checked_add(stale)
+                    .map_or(SignedDuration::ZERO, |t| t.duration_since(now));
+                Duration::try_from(left).unwrap_or(Duration::ZERO)
+            })
+            .min()
     }
 
     /// Entries of [`PENDING`] other than `me` that no running process vouches for at `now`.
@@ -320,10 +337,13 @@ impl View {
     }
 
     /// Adds entries a resume scan about to run covers.
-    fn vouch(&mut self, entries: Vec<String>) {
+    fn vouch(&mut self, record: &Record, entries: Vec<String>) {
         for entry in entries {
-            if !self.vouched.contains(&entry) {
-                self.vouched.push(entry);
+            let Some(at) = record.pending.get(&entry).copied() else {
+                continue;
+            };
+            if !self.vouched.iter().any(|(id, _)| *id == entry) {
+                self.vouched.push((entry, at));
             }
         }
         self.resumed = false;
@@ -357,6 +377,8 @@ impl Lease {
             return Ok(());
         }
         let exclusive = cp.store().exclusive();
+        // The lease counts from before the write, as the stored renewTime does.
+        let asked = std::time::Instant::now();
         let (_, took) = view
             .modify(cp, |record, now| {
                 record.pending.insert(me.to_owned(), now);
@@ -369,7 +391,7 @@ impl Lease {
             .await?;
         view.registered = Some(std::time::Instant::now());
         if took {
-            view.leading_until = Some(std::time::Instant::now() + LEASE_DURATION);
+            view.leading_until = Some(asked + LEASE_DURATION);
         }
         Ok(())
     }
@@ -381,7 +403,7 @@ impl Lease {
         let mut view = self.view.lock().await;
         let (record, ()) = view.modify(cp, |_, _| ()).await?;
         let now = Timestamp::now();
-        view.vouch(record.orphaned(me, cp.store().exclusive(), now));
+        view.vouch(&record, record.orphaned(me, cp.store().exclusive(), now));
         Ok(!record.orphaned(me, true, now).is_empty())
     }
 
@@ -397,7 +419,8 @@ impl Lease {
             // Whoever took over may have removed this process's entry: write it again.
             view.registered = None;
         }
-        let (_, (outcome, vouched)) = view
+        let asked = std::time::Instant::now();
+        let (record, (outcome, vouched)) = view
             .modify(cp, |record, now| {
                 if record.held(now) && record.holder != me {
                     let left = record
@@ -423,9 +446,9 @@ impl Lease {
             *seen = view.stored.as_ref().map_or(0, |s| s.revision);
         }
         if let Leadership::Leading { resume } = outcome {
-            view.leading_until = Some(std::time::Instant::now() + LEASE_DURATION);
+            view.leading_until = Some(asked + LEASE_DURATION);
             if resume {
-                view.vouch(vouched);
+                view.vouch(&record, vouched);
             }
             tracing::debug!(
                 control_plane = cp.name(),
@@ -443,6 +466,7 @@ impl Lease {
         if !view.leading() {
             return Ok(false);
         }
+        let asked = std::time::Instant::now();
         let (_, kept) = view
             .modify(cp, |record, now| {
                 let kept = record.holder == me;
@@ -452,7 +476,7 @@ impl Lease {
                 kept
             })
             .await?;
-        view.leading_until = kept.then(|| std::time::Instant::now() + LEASE_DURATION);
+        view.leading_until = kept.then(|| asked + LEASE_DURATION);
         if !kept {
             // Whoever took over may have removed this process's entry: write it again.
             view.registered = None;
@@ -473,11 +497,13 @@ impl Lease {
     /// Gives the lease up once the queue is empty. When `done` still holds (checked with the
     /// lease locked, so that no write registers meanwhile), also this process's entry of
     /// [`PENDING`] (it owes nothing now) and those a successful resume scan covered.
+    /// Returns when the earliest entry of another process goes stale, if the lease (on an
+    /// elected store) still lists one: if its owner stopped, nobody else may look again.
     pub(super) async fn release(
         &self,
         cp: &ControlPlane,
         done: impl Fn() -> bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Duration>, StoreError> {
         let me = self.identity();
         let mut view = self.view.lock().await;
         let exclusive = cp.store().exclusive();
@@ -489,23 +515,26 @@ impl Lease {
             Vec::new()
         };
         if !leading && !deregister && vouched.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        view.modify(cp, |record, now| {
-            if leading && record.holder == me {
-                record.holder.clear();
-                record.duration = 1;
-                record.acquire_time = Some(now);
-                record.renew_time = Some(now);
-            }
-            if deregister {
-                record.pending.remove(me);
-            }
-            for id in &vouched {
-                record.pending.remove(id);
-            }
-        })
-        .await?;
+        let (record, ()) = view
+            .modify(cp, |record, now| {
+                if leading && record.holder == me {
+                    record.holder.clear();
+                    record.duration = 1;
+                    record.acquire_time = Some(now);
+                    record.renew_time = Some(now);
+                }
+                if deregister {
+                    record.pending.remove(me);
+                }
+                for (id, at) in &vouched {
+                    if record.pending.get(id) == Some(at) {
+                        record.pending.remove(id);
+                    }
+                }
+            })
+            .await?;
         tracing::debug!(
             control_plane = cp.name(),
             leading,
@@ -521,7 +550,7 @@ impl Lease {
             view.vouched.clear();
             view.resumed = false;
         }
-        Ok(())
+        Ok((!exclusive).then(|| record.next_stale(me)).flatten())
     }
 }
 

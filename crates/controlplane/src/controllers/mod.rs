@@ -77,6 +77,11 @@ enum Work {
     Populate(String),
     /// Write Service `default/kubernetes` when missing.
     KubernetesService,
+    /// Do what a start does: taken over from a process that stopped while it led.
+    Takeover,
+    /// Nothing but taking the lease, which scans for the work of processes whose entries
+    /// went stale meanwhile.
+    Check,
     /// An object deleted or being deleted: collect its dependents, act on its
     /// `orphan`/`foregroundDeletion` finalizers.
     Owner(ObjectRef),
@@ -150,6 +155,8 @@ struct State {
     /// Failures in a row of garbage collection (the store was unavailable): while some,
     /// this process stays registered and scans again after a backoff.
     failures: u32,
+    /// Whether a [`Work::Check`] is due.
+    check_armed: bool,
 }
 
 impl State {
@@ -375,18 +382,15 @@ async fn lead(cp: &ControlPlane) -> bool {
     let (retry, error) = match controllers.lease.lead(cp).await {
         Ok(leader::Leadership::Leading { resume: takeover }) => {
             controllers.state().in_lease = true;
-            if !takeover {
-                return true;
+            if takeover {
+                // A process stopped while it led or owed work: what it owed is found again.
+                tracing::info!(
+                    control_plane = cp.name(),
+                    "took over the controllers' work from a stopped process"
+                );
+                controllers.enqueue_only(Work::Takeover);
             }
-            // The last leader stopped without releasing: what it owed is found again.
-            tracing::info!(
-                control_plane = cp.name(),
-                "took over the controllers' lease from a stopped process"
-            );
-            match resume(cp).await {
-                Ok(()) => return true,
-                Err(error) => (leader::RETRY_PERIOD, Some(error)),
-            }
+            return true;
         }
         Ok(leader::Leadership::Waiting { seen, retry }) => {
             controllers.state().running = false;
@@ -413,9 +417,10 @@ fn renew_while_draining(cp: &Arc<ControlPlane>) -> Option<tokio::task::AbortHand
         loop {
             tokio::time::sleep(leader::RETRY_PERIOD).await;
             let Some(cp) = cp.upgrade() else { return };
+            // Not leading (released, or lost) is no reason to stop: the drain may take the
+            // lease again, and ends this task when it ends.
             match cp.controllers().lease.renew(&cp).await {
-                Ok(true) => {}
-                Ok(false) => return,
+                Ok(_) => {}
                 Err(error) => {
                     tracing::warn!(control_plane = cp.name(), %error, "renewing the controllers' lease")
                 }
@@ -439,11 +444,12 @@ async fn drain(cp: Arc<ControlPlane>) {
         let batch = std::mem::take(&mut controllers.state().queue);
         if !batch.is_empty() {
             if !controllers.lease.leading(&cp).await {
-                // Renewals failed and another process may lead: wait for the lease again.
-                tracing::warn!(control_plane = cp.name(), "lost the controllers' lease");
+                // Work queued during a drain that only meant to release, or renewals failed
+                // and another process may lead: take the lease (again) first.
                 controllers.requeue(batch);
-                controllers.state().running = false;
-                controllers.kick_after(leader::RETRY_PERIOD);
+                if lead(&cp).await {
+                    continue;
+                }
                 return;
             }
             process(&cp, batch).await;
@@ -464,7 +470,13 @@ async fn drain(cp: Arc<ControlPlane>) {
         let queued = {
             let mut state = controllers.state();
             match released {
-                Ok(()) => state.in_lease = !state.done(),
+                Ok(recheck) => {
+                    state.in_lease = !state.done();
+                    if let Some(after) = recheck.filter(|_| !state.check_armed) {
+                        state.check_armed = true;
+                        controllers.enqueue_after(Work::Check, after + Duration::from_secs(1));
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(control_plane = cp.name(), %error, "releasing the controllers' lease")
                 }
@@ -508,6 +520,18 @@ async fn process(cp: &ControlPlane, batch: Vec<Work>) {
         let outcome = match work {
             Work::Resume => {
                 resume = true;
+                Ok(())
+            }
+            Work::Takeover => {
+                if let Err(error) = self::resume(cp).await {
+                    tracing::warn!(control_plane = cp.name(), %error, "taking over the controllers' work");
+                    cp.controllers()
+                        .enqueue_after(Work::Takeover, leader::RETRY_PERIOD);
+                }
+                Ok(())
+            }
+            Work::Check => {
+                cp.controllers().state().check_armed = false;
                 Ok(())
             }
             Work::Namespace(name) => namespaces::run(cp, &name).await,
@@ -599,15 +623,17 @@ impl Drop for Pending<'_> {
 /// consequences the controllers must see even if the process stops right after it.
 pub(crate) async fn prepare(cp: &ControlPlane) -> Pending<'_> {
     let controllers = cp.controllers();
-    // Counted first, so that a drain ending meanwhile does not deregister this process.
+    // Counted first, so that a drain ending meanwhile does not deregister this process;
+    // the guard exists before the await, so a request cancelled meanwhile gives it back.
     controllers.state().in_flight += 1;
+    let pending = Pending { controllers };
     match controllers.lease.register(cp).await {
         Ok(()) => controllers.state().in_lease = true,
         Err(error) => {
             tracing::warn!(control_plane = cp.name(), %error, "registering in the controllers' lease")
         }
     }
-    Pending { controllers }
+    pending
 }
 
 /// Tells the controllers that `object` of `def` was written: `deleted` when the write
