@@ -606,14 +606,28 @@ fn report(cp: &ControlPlane, outcome: Result<(), crate::status::ApiError>) {
 }
 
 /// Held by a write that deletes or marks objects for deletion, from before the store
-/// write until its hooks ran: keeps this process registered in the lease meanwhile.
+/// write until its hooks ran: keeps this process registered in the lease meanwhile. The
+/// write calls [`Pending::done`] once its hooks told the controllers (or nothing was
+/// written); dropped without that (a cancelled request, a store error that may hide a
+/// commit), it queues a scan of the store, so no consequence of the write is lost.
 #[must_use]
 pub(crate) struct Pending<'a> {
     controllers: &'a Controllers,
+    done: bool,
+}
+
+impl Pending<'_> {
+    /// The controllers know what the write did (or it wrote nothing).
+    pub(crate) fn done(mut self) {
+        self.done = true;
+    }
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
+        if !self.done {
+            self.controllers.enqueue_only(Work::Resume);
+        }
         self.controllers.state().in_flight -= 1;
         self.controllers.kick();
     }
@@ -626,7 +640,10 @@ pub(crate) async fn prepare(cp: &ControlPlane) -> Pending<'_> {
     // Counted first, so that a drain ending meanwhile does not deregister this process;
     // the guard exists before the await, so a request cancelled meanwhile gives it back.
     controllers.state().in_flight += 1;
-    let pending = Pending { controllers };
+    let pending = Pending {
+        controllers,
+        done: false,
+    };
     match controllers.lease.register(cp).await {
         Ok(()) => controllers.state().in_lease = true,
         Err(error) => {
@@ -688,6 +705,27 @@ fn check_owners(cp: &ControlPlane, dependent: ObjectRef) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_abandoned_before_its_hooks_queues_a_scan() {
+        let controllers = Controllers::default();
+        controllers.state().in_flight = 2;
+        Pending {
+            controllers: &controllers,
+            done: false,
+        }
+        .done();
+        assert!(controllers.state().queue.is_empty());
+        drop(Pending {
+            controllers: &controllers,
+            done: false,
+        });
+        let state = controllers.state();
+        assert_eq!(
+            (state.queue.as_slice(), state.in_flight),
+            (&[Work::Resume][..], 0)
+        );
+    }
 
     #[test]
     fn the_server_port_comes_from_the_url() {

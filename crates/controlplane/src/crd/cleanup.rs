@@ -123,10 +123,13 @@ async fn delete_objects(cp: &ControlPlane, crd: &Value) -> Result<usize, ApiErro
     for kv in &page.kvs {
         let mut object = decode(kv)?;
         let outcome = if object::finalizers(&object).is_empty() {
-            let _pending = crate::controllers::prepare(cp).await;
+            let pending = crate::controllers::prepare(cp).await;
             let deleted = store.delete(&kv.key, Some(kv.mod_revision)).await;
             if let (Ok(_), Some(def)) = (&deleted, &def) {
                 crate::controllers::after_write(cp, def, &object, true);
+            }
+            if matches!(deleted, Ok(_) | Err(StoreError::Conflict { .. })) {
+                pending.done();
             }
             deleted.map(|_| ())
         } else if meta_str(&object, "deletionTimestamp").is_none() {

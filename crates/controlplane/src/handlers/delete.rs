@@ -191,17 +191,21 @@ pub(super) async fn delete_object(
             if options.dry_run {
                 return Ok(object);
             }
-            let _pending = crate::controllers::prepare(call.cp).await;
+            let pending = crate::controllers::prepare(call.cp).await;
             match store.delete(key.as_bytes(), Some(kv.mod_revision)).await {
                 Ok(_) => {
                     crate::defaults::services::on_delete(&**store, &call.def, &object).await;
                     crate::admission::after_delete(call.cp, &call.def, &object).await;
                     crate::controllers::after_write(call.cp, &call.def, &object, true);
+                    pending.done();
                     return Ok(object);
                 }
                 Err(StoreError::Conflict {
                     current: Some(_), ..
-                }) => continue,
+                }) => {
+                    pending.done();
+                    continue;
+                }
                 Err(e) => return Err(crate::status::from_store(e, &gr, name)),
             }
         }
@@ -227,7 +231,7 @@ pub(super) async fn delete_object(
         if options.dry_run {
             return Ok(object);
         }
-        let _pending = crate::controllers::prepare(call.cp).await;
+        let pending = crate::controllers::prepare(call.cp).await;
         match store
             .update(key.as_bytes(), encode(&object), kv.mod_revision, None)
             .await
@@ -235,11 +239,15 @@ pub(super) async fn delete_object(
             Ok(revision) => {
                 object::set_resource_version(&mut object, revision);
                 crate::controllers::after_write(call.cp, &call.def, &object, false);
+                pending.done();
                 return Ok(object);
             }
             Err(StoreError::Conflict {
                 current: Some(_), ..
-            }) => continue,
+            }) => {
+                pending.done();
+                continue;
+            }
             Err(e) => return Err(crate::status::from_store(e, &gr, name)),
         }
     }

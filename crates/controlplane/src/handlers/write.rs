@@ -455,9 +455,14 @@ pub(super) async fn write_with_retries(
         let deleting = meta_str(&updated, "deletionTimestamp").is_some()
             && object::finalizers(&updated).is_empty()
             && spec_finalizers(&updated).is_empty();
-        let _pending = match deleting {
+        let pending = match deleting {
             true => Some(crate::controllers::prepare(call.cp).await),
             false => None,
+        };
+        let told = |pending: Option<crate::controllers::Pending<'_>>| {
+            if let Some(pending) = pending {
+                pending.done();
+            }
         };
         let written = if deleting {
             store
@@ -486,14 +491,21 @@ pub(super) async fn write_with_retries(
                 crate::crd::after_write(call.cp, &call.def, &updated).await;
                 crate::controllers::after_write(call.cp, &call.def, &updated, deleting);
                 crate::controllers::gc::after_update(call.cp, &call.def, &current, &updated);
+                told(pending);
                 return Ok(updated);
             }
             Err(StoreError::Conflict {
                 current: Some(_), ..
-            }) if precondition.is_none() => continue,
+            }) if precondition.is_none() => {
+                told(pending);
+                continue;
+            }
             Err(StoreError::Conflict {
                 current: Some(_), ..
-            }) => return Err(ApiError::conflict(&call.def.group_resource(), call.name())),
+            }) => {
+                told(pending);
+                return Err(ApiError::conflict(&call.def.group_resource(), call.name()));
+            }
             Err(e) => return Err(call.store_error(e)),
         }
     }
