@@ -157,6 +157,8 @@ struct State {
     failures: u32,
     /// Whether a [`Work::Check`] is due.
     check_armed: bool,
+    /// Failures in a row of each namespace's deletion: tried again after a backoff.
+    namespace_failures: std::collections::HashMap<String, u32>,
 }
 
 impl State {
@@ -257,6 +259,23 @@ impl Controllers {
                 cp.controllers().kick();
             }
         });
+    }
+
+    /// After a pass of namespace `name`'s deletion: a failed one is tried again after a
+    /// backoff (a store error, or content the namespace cannot delete yet), as upstream's
+    /// namespace controller retries with rate limiting.
+    fn namespace_outcome(&self, name: &str, failed: bool) {
+        let delay = {
+            let mut state = self.state();
+            if !failed {
+                state.namespace_failures.remove(name);
+                return;
+            }
+            let failures = state.namespace_failures.entry(name.to_owned()).or_default();
+            *failures += 1;
+            backoff(*failures)
+        };
+        self.enqueue_after(Work::Namespace(name.to_owned()), delay);
     }
 
     /// Queues `work` after `delay`: a scan again after a failure.
@@ -534,7 +553,11 @@ async fn process(cp: &ControlPlane, batch: Vec<Work>) {
                 cp.controllers().state().check_armed = false;
                 Ok(())
             }
-            Work::Namespace(name) => namespaces::run(cp, &name).await,
+            Work::Namespace(name) => {
+                let outcome = namespaces::run(cp, &name).await;
+                cp.controllers().namespace_outcome(&name, outcome.is_err());
+                outcome
+            }
             Work::Populate(name) => {
                 independent.push(futures::future::Either::Left(async move {
                     serviceaccounts::populate(cp, &name).await
@@ -579,9 +602,7 @@ async fn process(cp: &ControlPlane, batch: Vec<Work>) {
         Err(error) => {
             // What failed is found again by a scan, once the store answers.
             state.failures += 1;
-            let backoff = leader::RETRY_PERIOD
-                .saturating_mul(1 << state.failures.min(5))
-                .min(MAX_BACKOFF);
+            let backoff = backoff(state.failures);
             tracing::warn!(
                 control_plane = cp.name(),
                 error = error.message(),
@@ -594,7 +615,16 @@ async fn process(cp: &ControlPlane, batch: Vec<Work>) {
     }
 }
 
-/// Logs failed controller work (it runs again when the next write or start needs it).
+/// The wait before trying failed work again after `failures` failures in a row: 4 s,
+/// doubling, at most [`MAX_BACKOFF`].
+fn backoff(failures: u32) -> Duration {
+    leader::RETRY_PERIOD
+        .saturating_mul(1 << failures.min(5))
+        .min(MAX_BACKOFF)
+}
+
+/// Logs failed controller work: a namespace's deletion is tried again after a backoff, the
+/// rest when the next write or start needs it.
 fn report(cp: &ControlPlane, outcome: Result<(), crate::status::ApiError>) {
     if let Err(error) = outcome {
         tracing::warn!(
@@ -725,6 +755,12 @@ mod tests {
             (state.queue.as_slice(), state.in_flight),
             (&[Work::Resume][..], 0)
         );
+    }
+
+    #[test]
+    fn failed_work_waits_longer_each_time_up_to_a_minute() {
+        let waits: Vec<u64> = (1..=6).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [4, 8, 16, 32, 60, 60]);
     }
 
     #[test]
