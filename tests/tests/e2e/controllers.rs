@@ -136,19 +136,9 @@ async fn deleting_a_namespace_deletes_its_content_then_the_namespace() {
     let ns = "doomed";
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     for i in 0..3 {
-        cms.create(
-            &PostParams::default(),
-            &configmap(&format!("cm-{i}"), json!([]), &[]),
-        )
-        .await
-        .unwrap();
+        create_configmap(&cms, &format!("cm-{i}"), json!([]), &[]).await;
     }
-    cms.create(
-        &PostParams::default(),
-        &configmap("held", json!([]), &["example.com/hold"]),
-    )
-    .await
-    .unwrap();
+    create_configmap(&cms, "held", json!([]), &["example.com/hold"]).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": "s"}, "stringData": {"password": "x"}
@@ -285,26 +275,15 @@ async fn foreground_deletion_waits_for_blocking_dependents() {
     let client = client(&server).await;
     create_namespace(&client, "fg").await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "fg");
-    let owner = cms
-        .create(&PostParams::default(), &configmap("owner", json!([]), &[]))
-        .await
-        .unwrap();
-    cms.create(
-        &PostParams::default(),
-        &configmap(
-            "blocking",
-            json!([owner_ref(&owner, true)]),
-            &["example.com/hold"],
-        ),
+    let owner = create_configmap(&cms, "owner", json!([]), &[]).await;
+    create_configmap(
+        &cms,
+        "blocking",
+        json!([owner_ref(&owner, true)]),
+        &["example.com/hold"],
     )
-    .await
-    .unwrap();
-    cms.create(
-        &PostParams::default(),
-        &configmap("free", json!([owner_ref(&owner, false)]), &[]),
-    )
-    .await
-    .unwrap();
+    .await;
+    create_configmap(&cms, "free", json!([owner_ref(&owner, false)]), &[]).await;
     let version = cms
         .get("owner")
         .await
@@ -370,11 +349,7 @@ async fn background_orphan_and_several_owners() {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "gc");
     let create = |name: &'static str, owners: Value| {
         let cms = cms.clone();
-        async move {
-            cms.create(&PostParams::default(), &configmap(name, owners, &[]))
-                .await
-                .unwrap()
-        }
+        async move { create_configmap(&cms, name, owners, &[]).await }
     };
 
     // Background: the owner goes at once, its dependents after it.
@@ -650,17 +625,9 @@ async fn a_restart_resumes_pending_deletions() {
     create_namespace(&client, "stale").await;
     create_namespace(&client, "kept").await;
     let stale: Api<ConfigMap> = Api::namespaced(client.clone(), "stale");
-    stale
-        .create(&PostParams::default(), &configmap("a", json!([]), &[]))
-        .await
-        .unwrap();
+    create_configmap(&stale, "a", json!([]), &[]).await;
     let kept: Api<ConfigMap> = Api::namespaced(client.clone(), "kept");
-    kept.create(
-        &PostParams::default(),
-        &configmap("waiting", json!([]), &[]),
-    )
-    .await
-    .unwrap();
+    create_configmap(&kept, "waiting", json!([]), &[]).await;
     let (_, dir) = server.terminate();
 
     // While the server is down, the store is left as a process stopped mid-way leaves it:
@@ -778,6 +745,18 @@ async fn a_tenant_runs_its_own_controllers() {
 }
 
 /// Sets the owner references of ConfigMap `name`.
+/// Creates ConfigMap `name` with these owner references and finalizers.
+async fn create_configmap(
+    api: &Api<ConfigMap>,
+    name: &str,
+    owners: Value,
+    finalizers: &[&str],
+) -> ConfigMap {
+    api.create(&PostParams::default(), &configmap(name, owners, finalizers))
+        .await
+        .unwrap()
+}
+
 async fn set_owners(api: &Api<ConfigMap>, name: &str, owners: Value) -> ConfigMap {
     api.patch(
         name,
@@ -832,14 +811,7 @@ async fn foreground_deletion_is_not_blocked_by_ownership_cycles() {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "cycles");
     let create = |name: &'static str, finalizers: &'static [&'static str]| {
         let cms = cms.clone();
-        async move {
-            cms.create(
-                &PostParams::default(),
-                &configmap(name, json!([]), finalizers),
-            )
-            .await
-            .unwrap()
-        }
+        async move { create_configmap(&cms, name, json!([]), finalizers).await }
     };
 
     // Upstream's conformance case: c1 is owned by c3, c2 by c1, c3 by c2, every reference
@@ -874,23 +846,14 @@ async fn foreground_deletion_is_not_blocked_by_ownership_cycles() {
     // A blocked chain: the owner's dependent is itself deleting its dependents in the
     // foreground, and its own dependent is held by a finalizer. Everything waits for it.
     let top = create("top", &[]).await;
-    let middle = cms
-        .create(
-            &PostParams::default(),
-            &configmap("middle", json!([owner_ref(&top, true)]), &[]),
-        )
-        .await
-        .unwrap();
-    cms.create(
-        &PostParams::default(),
-        &configmap(
-            "bottom",
-            json!([owner_ref(&middle, true)]),
-            &["example.com/hold"],
-        ),
+    let middle = create_configmap(&cms, "middle", json!([owner_ref(&top, true)]), &[]).await;
+    create_configmap(
+        &cms,
+        "bottom",
+        json!([owner_ref(&middle, true)]),
+        &["example.com/hold"],
     )
-    .await
-    .unwrap();
+    .await;
     let mut events = watch_from_now(&cms).await;
     cms.delete("middle", &DeleteParams::foreground())
         .await
@@ -916,16 +879,13 @@ async fn foreground_deletion_is_not_blocked_by_ownership_cycles() {
 
     // A dependent that stops blocking its owner lets the owner go first.
     let owner = create("unblocked-owner", &[]).await;
-    cms.create(
-        &PostParams::default(),
-        &configmap(
-            "unblocking",
-            json!([owner_ref(&owner, true)]),
-            &["example.com/hold"],
-        ),
+    create_configmap(
+        &cms,
+        "unblocking",
+        json!([owner_ref(&owner, true)]),
+        &["example.com/hold"],
     )
-    .await
-    .unwrap();
+    .await;
     cms.delete("unblocked-owner", &DeleteParams::foreground())
         .await
         .unwrap();
@@ -944,16 +904,13 @@ async fn foreground_deletion_is_not_blocked_by_ownership_cycles() {
 
     // So does one that drops its reference to the owner.
     let owner = create("dropped-owner", &[]).await;
-    cms.create(
-        &PostParams::default(),
-        &configmap(
-            "dropping",
-            json!([owner_ref(&owner, true)]),
-            &["example.com/hold"],
-        ),
+    create_configmap(
+        &cms,
+        "dropping",
+        json!([owner_ref(&owner, true)]),
+        &["example.com/hold"],
     )
-    .await
-    .unwrap();
+    .await;
     cms.delete("dropped-owner", &DeleteParams::foreground())
         .await
         .unwrap();
@@ -994,18 +951,8 @@ async fn owner_references_resolve_by_uid_namespace_and_scope() {
         .await
         .unwrap();
     assert_ne!(old.metadata.uid, new.metadata.uid);
-    here.create(
-        &PostParams::default(),
-        &configmap("of-new", json!([owner_ref(&new, false)]), &[]),
-    )
-    .await
-    .unwrap();
-    here.create(
-        &PostParams::default(),
-        &configmap("of-old", json!([owner_ref(&old, false)]), &[]),
-    )
-    .await
-    .unwrap();
+    create_configmap(&here, "of-new", json!([owner_ref(&new, false)]), &[]).await;
+    create_configmap(&here, "of-old", json!([owner_ref(&old, false)]), &[]).await;
     eventually("the dependent of the old owner is gone", || async {
         gone(&here, "of-old").await.then_some(())
     })
@@ -1013,13 +960,7 @@ async fn owner_references_resolve_by_uid_namespace_and_scope() {
 
     // Owner references are resolved in the dependent's namespace: an owner of that name
     // and uid in another namespace does not count.
-    there
-        .create(
-            &PostParams::default(),
-            &configmap("across", json!([owner_ref(&new, false)]), &[]),
-        )
-        .await
-        .unwrap();
+    create_configmap(&there, "across", json!([owner_ref(&new, false)]), &[]).await;
     eventually(
         "the dependent of an owner in another namespace is gone",
         || async { gone(&there, "across").await.then_some(()) },
@@ -1091,24 +1032,15 @@ async fn orphaning_one_of_two_owners_keeps_the_dependent() {
     let client = client(&server).await;
     create_namespace(&client, "orphans").await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "orphans");
-    let first = cms
-        .create(&PostParams::default(), &configmap("first", json!([]), &[]))
-        .await
-        .unwrap();
-    let second = cms
-        .create(&PostParams::default(), &configmap("second", json!([]), &[]))
-        .await
-        .unwrap();
-    cms.create(
-        &PostParams::default(),
-        &configmap(
-            "shared",
-            json!([owner_ref(&first, true), owner_ref(&second, false)]),
-            &[],
-        ),
+    let first = create_configmap(&cms, "first", json!([]), &[]).await;
+    let second = create_configmap(&cms, "second", json!([]), &[]).await;
+    create_configmap(
+        &cms,
+        "shared",
+        json!([owner_ref(&first, true), owner_ref(&second, false)]),
+        &[],
     )
-    .await
-    .unwrap();
+    .await;
     let mut events = watch_from_now(&cms).await;
     cms.delete("first", &DeleteParams::orphan()).await.unwrap();
     // The dependent loses its reference to the orphaning owner first, then the owner
@@ -1172,11 +1104,7 @@ async fn objects_that_own_each_other_all_deleted_in_the_foreground_go() {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "stuck");
     let mut made = Vec::new();
     for name in ["x", "y", "z"] {
-        made.push(
-            cms.create(&PostParams::default(), &configmap(name, json!([]), &[]))
-                .await
-                .unwrap(),
-        );
+        made.push(create_configmap(&cms, name, json!([]), &[]).await);
     }
     // x is owned by z, y by x, z by y: every reference blocks.
     set_owners(&cms, "x", json!([owner_ref(&made[2], true)])).await;
@@ -1225,20 +1153,14 @@ async fn a_second_deletion_changes_the_propagation_policy() {
     let client = client(&server).await;
     create_namespace(&client, "switch").await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "switch");
-    let owner = cms
-        .create(&PostParams::default(), &configmap("owner", json!([]), &[]))
-        .await
-        .unwrap();
-    cms.create(
-        &PostParams::default(),
-        &configmap(
-            "held",
-            json!([owner_ref(&owner, true)]),
-            &["example.com/hold"],
-        ),
+    let owner = create_configmap(&cms, "owner", json!([]), &[]).await;
+    create_configmap(
+        &cms,
+        "held",
+        json!([owner_ref(&owner, true)]),
+        &["example.com/hold"],
     )
-    .await
-    .unwrap();
+    .await;
     cms.delete("owner", &DeleteParams::foreground())
         .await
         .unwrap();

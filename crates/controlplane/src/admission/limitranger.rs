@@ -4,6 +4,7 @@
 //! `maxLimitRequestRatio`, with upstream's messages.
 
 use super::quantity::Quantity;
+use super::usage::resource_list;
 use super::Attributes;
 use crate::controlplane::ControlPlane;
 use crate::status::ApiError;
@@ -31,17 +32,6 @@ pub(super) async fn read(
         Some(ns) => super::list_core(cp, "limitranges", ns).await,
         None => Ok(Vec::new()),
     }
-}
-
-/// A `ResourceList` from JSON; entries that are not quantities are left out (validation of
-/// the LimitRange or Pod reports them).
-fn resources(value: &Value) -> Resources {
-    value
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(name, q)| Some((name.clone(), Quantity::from_json(q)?)))
-        .collect()
 }
 
 /// The items of a LimitRange of one `type`.
@@ -151,9 +141,9 @@ pub(super) fn validate(
             check_pod(limit_range, object, &mut errors);
         } else {
             for item in items(limit_range, "PersistentVolumeClaim") {
-                let requests = resources(&object["spec"]["resources"]["requests"]);
+                let requests = resource_list(&object["spec"]["resources"]["requests"]);
                 let kind = "PersistentVolumeClaim";
-                for (name, min) in resources(&item["min"]) {
+                for (name, min) in resource_list(&item["min"]) {
                     errors.extend(min_constraint(
                         kind,
                         &name,
@@ -162,7 +152,7 @@ pub(super) fn validate(
                         &Resources::new(),
                     ));
                 }
-                for (name, max) in resources(&item["max"]) {
+                for (name, max) in resource_list(&item["max"]) {
                     errors.extend(max_request_constraint(kind, &name, max, &requests));
                 }
             }
@@ -190,8 +180,8 @@ fn check_pod(limit_range: &Value, pod: &Value, errors: &mut Vec<String>) {
             .flatten()
             .map(|c| {
                 (
-                    resources(&c["resources"]["requests"]),
-                    resources(&c["resources"]["limits"]),
+                    resource_list(&c["resources"]["requests"]),
+                    resource_list(&c["resources"]["limits"]),
                 )
             })
             .collect()
@@ -250,13 +240,13 @@ fn item_constraints(
     limits: &Resources,
     errors: &mut Vec<String>,
 ) {
-    for (name, min) in resources(&item["min"]) {
+    for (name, min) in resource_list(&item["min"]) {
         errors.extend(min_constraint(kind, &name, min, requests, limits));
     }
-    for (name, max) in resources(&item["max"]) {
+    for (name, max) in resource_list(&item["max"]) {
         errors.extend(max_constraint(kind, &name, max, requests, limits));
     }
-    for (name, ratio) in resources(&item["maxLimitRequestRatio"]) {
+    for (name, ratio) in resource_list(&item["maxLimitRequestRatio"]) {
         errors.extend(ratio_constraint(kind, &name, ratio, requests, limits));
     }
 }

@@ -232,14 +232,14 @@ async fn list_core(
     namespace: &str,
 ) -> Result<Vec<Value>, ApiError> {
     let def = cp.builtin("", "v1", plural)?;
-    list_of(cp, &def, namespace).await
+    list_of(cp, &def, Some(namespace)).await
 }
 
-/// The objects of `def` in `namespace`, decoded.
+/// The objects of `def` in `namespace` (all of them when `None`), decoded.
 async fn list_of(
     cp: &ControlPlane,
     def: &ResourceDef,
-    namespace: &str,
+    namespace: Option<&str>,
 ) -> Result<Vec<Value>, ApiError> {
     Ok(stored_in(cp, def, namespace)
         .await?
@@ -248,17 +248,17 @@ async fn list_of(
         .collect())
 }
 
-/// The objects of `def` in `namespace`, decoded, each with its store entry (for its
+/// The objects of `def` in `namespace` (all of them when `None`), decoded, each with its store entry (for its
 /// revision), in name order.
 async fn stored_in(
     cp: &ControlPlane,
     def: &ResourceDef,
-    namespace: &str,
+    namespace: Option<&str>,
 ) -> Result<Vec<(kflex_storage_backends::KeyValue, Value)>, ApiError> {
     let page = cp
         .store()
         .range(kflex_storage_backends::RangeRequest {
-            prefix: def.collection_prefix(Some(namespace)).into_bytes(),
+            prefix: def.collection_prefix(namespace).into_bytes(),
             ..Default::default()
         })
         .await

@@ -70,20 +70,7 @@ fn classes_def(cp: &ControlPlane) -> Result<std::sync::Arc<ResourceDef>, ApiErro
 
 /// Every PriorityClass, decoded.
 async fn classes(cp: &ControlPlane) -> Result<Vec<Value>, ApiError> {
-    let def = classes_def(cp)?;
-    let page = cp
-        .store()
-        .range(kflex_storage_backends::RangeRequest {
-            prefix: def.collection_prefix(None).into_bytes(),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| crate::status::from_store(e, &def.group_resource(), ""))?;
-    Ok(page
-        .kvs
-        .iter()
-        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-        .collect())
+    super::list_of(cp, &*classes_def(cp)?, None).await
 }
 
 /// The PriorityClass named `name`, if any.

@@ -103,16 +103,7 @@ impl Charged {
 /// The namespace's quotas, with their store revisions, in name order.
 async fn quotas(cp: &ControlPlane, namespace: &str) -> Result<Vec<(KeyValue, Value)>, ApiError> {
     let def = cp.builtin("", "v1", "resourcequotas")?;
-    super::stored_in(cp, &def, namespace).await
-}
-
-fn list(value: &Value) -> Usage {
-    value
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(name, q)| Some((name.clone(), Quantity::from_json(q)?)))
-        .collect()
+    super::stored_in(cp, &def, Some(namespace)).await
 }
 
 fn to_json(usage: &Usage) -> Value {
@@ -247,7 +238,7 @@ async fn charge(
         let quota_name = crate::object::meta_str(&quota, "name")
             .unwrap_or("")
             .to_owned();
-        let hard = list(&quota["status"]["hard"]);
+        let hard = usage::resource_list(&quota["status"]["hard"]);
         let tracked: Vec<&str> = hard
             .keys()
             .map(String::as_str)
@@ -260,7 +251,7 @@ async fn charge(
             usage::constraints(attrs.def, &tracked, object)
                 .map_err(|why| attrs.forbidden(format!("failed quota: {quota_name}: {why}")))?;
         }
-        let mut used = list(&quota["status"]["used"]);
+        let mut used = usage::resource_list(&quota["status"]["used"]);
         if tracked.iter().any(|name| !used.contains_key(*name)) {
             // Written before kflex kept quota status (or status was cleared): count now.
             let (counted_hard, counted) = count(cp, namespace, &quota).await?;
@@ -348,7 +339,7 @@ async fn adjust(cp: &ControlPlane, key: &str, change: &Usage, add: bool) {
         let Ok(mut quota) = serde_json::from_slice::<Value>(&kv.value) else {
             return;
         };
-        let mut used = list(&quota["status"]["used"]);
+        let mut used = usage::resource_list(&quota["status"]["used"]);
         for (name, amount) in change {
             let Some(current) = used.get_mut(name) else {
                 continue;
@@ -396,7 +387,7 @@ async fn release_usage(
         if !usage::scopes_match(&quota, def, object) {
             continue;
         }
-        let hard = list(&quota["status"]["hard"]);
+        let hard = usage::resource_list(&quota["status"]["hard"]);
         let change = mask(release, |name| hard.contains_key(name));
         if !change.is_empty() {
             adjust(cp, &String::from_utf8_lossy(&kv.key), &change, false).await;
@@ -449,7 +440,7 @@ async fn count(
     namespace: &str,
     quota: &Value,
 ) -> Result<(Usage, Usage), ApiError> {
-    let hard = list(&quota["spec"]["hard"]);
+    let hard = usage::resource_list(&quota["spec"]["hard"]);
     let mut used: Usage = hard.keys().map(|k| (k.clone(), Quantity::ZERO)).collect();
     let defs: Vec<Arc<ResourceDef>> = cp
         .registry()
@@ -465,7 +456,7 @@ async fn count(
             continue;
         }
         seen_prefixes.push(prefix);
-        for object in super::list_of(cp, &def, namespace).await? {
+        for object in super::list_of(cp, &def, Some(namespace)).await? {
             if !usage::scopes_match(quota, &def, &object) {
                 continue;
             }
@@ -504,6 +495,6 @@ mod tests {
             to_json(&usage),
             json!({"pods": "2", "requests.cpu": "1500m"})
         );
-        assert_eq!(list(&to_json(&usage)), usage);
+        assert_eq!(usage::resource_list(&to_json(&usage)), usage);
     }
 }

@@ -122,7 +122,9 @@ fn terminal(pod: &Value) -> bool {
     )
 }
 
-fn resources(value: &Value) -> Usage {
+/// A `ResourceList` from JSON; entries that are not quantities are left out (validation of
+/// the object reports them).
+pub(super) fn resource_list(value: &Value) -> Usage {
     value
         .as_object()
         .into_iter()
@@ -139,7 +141,7 @@ fn pod_total(spec: &Value, field: &str) -> Usage {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|c| resources(&c["resources"][field]))
+            .map(|c| resource_list(&c["resources"][field]))
             .collect()
     };
     let mut total = Usage::new();
@@ -153,7 +155,7 @@ fn pod_total(spec: &Value, field: &str) -> Usage {
             }
         }
     }
-    add_into(&mut total, &resources(&spec["overhead"]));
+    add_into(&mut total, &resource_list(&spec["overhead"]));
     total
 }
 
@@ -239,8 +241,8 @@ pub fn constraints(def: &ResourceDef, hard: &[&str], object: &Value) -> Result<(
     let mut missing: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for list in ["containers", "initContainers"] {
         for container in object["spec"][list].as_array().into_iter().flatten() {
-            let requests = resources(&container["resources"]["requests"]);
-            let limits = resources(&container["resources"]["limits"]);
+            let requests = resource_list(&container["resources"]["requests"]);
+            let limits = resource_list(&container["resources"]["limits"]);
             let has = |name: &str| match name {
                 "cpu" | "memory" => requests.contains_key(name),
                 _ => match name.split_once('.') {

@@ -446,14 +446,8 @@ async fn current(
     name: &str,
     uid: &str,
 ) -> Result<Option<Value>, ApiError> {
-    let (kv, _) = cp
-        .store()
-        .get(def.key(namespace, name).as_bytes(), None)
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    let Some(kv) = kv else { return Ok(None) };
-    let object = decode(&kv)?;
-    Ok((meta_str(&object, "uid") == Some(uid)).then_some(object))
+    let object = super::stored(cp, def, namespace, name).await?;
+    Ok(object.filter(|object| meta_str(object, "uid") == Some(uid)))
 }
 
 /// Classifies the owners of `dependent`; the owner of uid `gone`, if any, is known to be

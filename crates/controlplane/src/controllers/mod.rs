@@ -722,6 +722,21 @@ pub(crate) fn after_write(cp: &ControlPlane, def: &ResourceDef, object: &Value, 
     gc::after_write(cp, def, object, deleted);
 }
 
+/// The stored object `name` of `def` in `namespace`, if any.
+async fn stored(
+    cp: &ControlPlane,
+    def: &ResourceDef,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Option<Value>, crate::status::ApiError> {
+    let (kv, _) = cp
+        .store()
+        .get(def.key(namespace, name).as_bytes(), None)
+        .await
+        .map_err(|e| crate::status::ApiError::unavailable(e.to_string()))?;
+    kv.map(|kv| crate::handlers::decode(&kv)).transpose()
+}
+
 /// Queues the garbage collection of `owner`.
 fn collect(cp: &ControlPlane, owner: ObjectRef) {
     cp.controllers().enqueue(Work::Owner(owner));

@@ -5,7 +5,6 @@
 
 use super::{internal, Settings};
 use crate::controlplane::ControlPlane;
-use crate::handlers::decode;
 use crate::object::meta_str;
 use crate::registry::ResourceDef;
 use crate::status::ApiError;
@@ -58,32 +57,17 @@ fn root_ca_configmap(ca: &str) -> Value {
     })
 }
 
-/// The stored object `name` of `def` in `namespace`.
-async fn get(
-    cp: &ControlPlane,
-    def: &ResourceDef,
-    namespace: Option<&str>,
-    name: &str,
-) -> Result<Option<Value>, ApiError> {
-    let (kv, _) = cp
-        .store()
-        .get(def.key(namespace, name).as_bytes(), None)
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    kv.map(|kv| decode(&kv)).transpose()
-}
-
 /// Gives namespace `name` what it lacks of its ServiceAccount and ConfigMap.
 pub(super) async fn populate(cp: &ControlPlane, name: &str) -> Result<(), ApiError> {
     let namespaces = cp.builtin("", "v1", "namespaces")?;
-    let active = get(cp, &namespaces, None, name)
+    let active = super::stored(cp, &namespaces, None, name)
         .await?
         .is_some_and(|ns| meta_str(&ns, "deletionTimestamp").is_none());
     if !active {
         return Ok(());
     }
     let accounts = cp.builtin("", "v1", "serviceaccounts")?;
-    if get(cp, &accounts, Some(name), DEFAULT_SERVICE_ACCOUNT)
+    if super::stored(cp, &accounts, Some(name), DEFAULT_SERVICE_ACCOUNT)
         .await?
         .is_none()
     {
@@ -98,7 +82,7 @@ pub(super) async fn populate(cp: &ControlPlane, name: &str) -> Result<(), ApiErr
         return Ok(());
     };
     let configmaps = cp.builtin("", "v1", "configmaps")?;
-    match get(cp, &configmaps, Some(name), ROOT_CA_CONFIGMAP).await? {
+    match super::stored(cp, &configmaps, Some(name), ROOT_CA_CONFIGMAP).await? {
         None => internal::create(cp, &configmaps, Some(name), &root_ca_configmap(&ca)).await,
         Some(current) if current["data"][ROOT_CA_KEY].as_str() != Some(ca.as_str()) => {
             let mut fixed = current.clone();
